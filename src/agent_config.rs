@@ -1,0 +1,57 @@
+//! `/etc/baton/agent.toml`: what the host side (`baton agent`, `backup`, `restore`) knows.
+//!
+//! The operator side writes it into the user-data; the host reads it. One type for both
+//! ends keeps the two from drifting apart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Backup, Store};
+
+/// Where cloud-init puts the file on the host.
+pub const PATH: &str = "/etc/baton/agent.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub generation: u64,
+    pub store: Store,
+    #[serde(default)]
+    pub prometheus: Prometheus,
+    #[serde(default)]
+    pub backup: Backup,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prometheus {
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Default for Prometheus {
+    fn default() -> Self {
+        Prometheus {
+            url: "http://127.0.0.1:9090".to_string(),
+            data_dir: PathBuf::from("/srv/prometheus"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9109)),
+        }
+    }
+}

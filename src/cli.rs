@@ -1,0 +1,90 @@
+//! The command line.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DEFAULT_PATH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Keeps one web server alive by replacing it instead of changing it"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The operator's config file.
+    #[arg(short = 'c', long = "config", default_value = DEFAULT_PATH, value_name = "FILE")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented baton.toml, create the SSH host CA and the TLS CA, and print the
+    /// known_hosts line.
+    Init(InitArgs),
+    /// Print the `@cert-authority` line for ~/.ssh/known_hosts (append it once).
+    KnownHosts(ConfigArg),
+    /// Write the user-data and certificates a swap would send for one generation.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to write baton.toml and keys/ into.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Site name: names instances (`NAME-GENERATION`) and labels.
+    #[arg(long, default_value = "blog")]
+    pub site: String,
+    /// The site's domain.
+    #[arg(long, default_value = "blog.example.org")]
+    pub domain: String,
+    /// The Elastic IP that follows the active server.
+    #[arg(long, default_value = "203.0.113.10")]
+    pub elastic_ip: IpAddr,
+    /// The port sshd listens on.
+    #[arg(long, default_value_t = 22)]
+    pub ssh_port: u16,
+    /// The compute API endpoint (omit for Exoscale's own).
+    #[arg(long, value_name = "URL")]
+    pub cloud_endpoint: Option<String>,
+    /// The object store: s3://bucket/prefix or file:///path.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The S3 endpoint for an s3:// store.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://sos-ch-gva-2.exo.io"
+    )]
+    pub store_endpoint: String,
+    /// Public key files for the admin user [default: ~/.ssh/id_*.pub, or a new keys/admin].
+    #[arg(long = "authorized-key", value_name = "FILE")]
+    pub authorized_keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The generation to render for (the next swap's is the active one plus 1).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub generation: u64,
+    /// Directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Where the new host downloads the baton binary (a pre-signed URL).
+    #[arg(long, value_name = "URL", requires = "agent_sha256")]
+    pub agent_url: Option<String>,
+    /// The sha256 the downloaded binary must have.
+    #[arg(long, value_name = "HEX", requires = "agent_url")]
+    pub agent_sha256: Option<String>,
+}

@@ -1,0 +1,309 @@
+//! The user-data a new server boots from: a cloud-config document built as typed serde
+//! values and serialised to YAML, so no secret is ever spliced into text by hand.
+//!
+//! What it sets up, in cloud-init's own order: `bootcmd` (every boot) blocks the metadata
+//! address for everyone but root and puts the Elastic IP on `lo`; `users` and `ssh_keys`
+//! give the admin user its keys and sshd the host key and certificate before sshd first
+//! starts; `write_files` installs the agent's config, credentials and systemd units;
+//! `runcmd` fetches the baton binary (checked by sha256) and starts the restore.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::Serialize;
+use ssh_key::PrivateKey;
+use ssh_key::certificate::Certificate;
+use zeroize::Zeroizing;
+
+use crate::agent_config::{self, AgentConfig};
+use crate::config::Config;
+use crate::identity::tls::TlsLeaf;
+use crate::identity::{IdentityError, ssh};
+
+/// Exoscale's limit on the `user-data` field: base64 characters, after compression.
+pub const MAX_ENCODED_LEN: usize = 32768;
+
+const RESTORE_UNIT: &str = include_str!("../cloud-init/baton-restore.service");
+const AGENT_UNIT: &str = include_str!("../cloud-init/baton-agent.service");
+const METADATA_BLOCK: &str = include_str!("../cloud-init/metadata-block.nft");
+const INSTALL_AGENT: &str = include_str!("../cloud-init/install-agent.sh");
+const INSTALL_AGENT_PATH: &str = "/usr/local/lib/baton/install-agent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserDataError {
+    #[error(
+        "the encoded user-data is {size} characters, over the cloud's limit of {limit}\n  \
+         fix: shorten what goes into it (authorized_keys, backup paths); large files belong \
+         in the bundle"
+    )]
+    TooLarge { size: usize, limit: usize },
+    #[error("cannot encode the user-data: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// Where the new host fetches the baton binary from, and what it must hash to.
+#[derive(Debug, Clone)]
+pub struct AgentBinary {
+    pub url: String,
+    pub sha256: String,
+}
+
+/// Object-store credentials for the host's agent (from the operator's environment).
+#[derive(Clone)]
+pub struct StoreCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for StoreCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything that differs between two renders of the same config.
+pub struct HostSecrets<'a> {
+    pub host_key: &'a PrivateKey,
+    pub host_certificate: &'a Certificate,
+    pub tls: &'a TlsLeaf,
+    pub store_credentials: Option<&'a StoreCredentials>,
+}
+
+/// The rendered user-data: readable YAML, and the encoded form the API takes.
+pub struct UserData {
+    pub yaml: Zeroizing<String>,
+    pub encoded: Zeroizing<String>,
+}
+
+#[derive(Serialize)]
+struct CloudConfig {
+    bootcmd: Vec<String>,
+    users: Vec<User>,
+    disable_root: bool,
+    ssh_pwauth: bool,
+    ssh_deletekeys: bool,
+    ssh_genkeytypes: Vec<String>,
+    ssh_keys: SshKeys,
+    package_update: bool,
+    package_upgrade: bool,
+    write_files: Vec<WriteFile>,
+    runcmd: Vec<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct User {
+    name: String,
+    shell: &'static str,
+    lock_passwd: bool,
+    sudo: &'static str,
+    ssh_authorized_keys: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SshKeys {
+    ed25519_private: String,
+    ed25519_public: String,
+    ed25519_certificate: String,
+}
+
+#[derive(Serialize)]
+struct WriteFile {
+    path: String,
+    content: String,
+    owner: &'static str,
+    permissions: &'static str,
+}
+
+impl WriteFile {
+    fn new(path: &str, content: impl Into<String>, permissions: &'static str) -> Self {
+        WriteFile {
+            path: path.to_string(),
+            content: content.into(),
+            owner: "root:root",
+            permissions,
+        }
+    }
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Shell commands run on every boot, before anything else, by root. The only value in
+/// them is the Elastic IP, which config validation parsed as an address.
+fn bootcmd(elastic_ip: IpAddr) -> Vec<String> {
+    let prefix = if elastic_ip.is_ipv4() { 32 } else { 128 };
+    vec![
+        format!("nft -f - <<'NFT'\n{METADATA_BLOCK}NFT\n"),
+        // The manual Elastic IP model: the address is routed to the VM, which must accept it.
+        format!("ip address replace {elastic_ip}/{prefix} dev lo"),
+    ]
+}
+
+fn sshd_config(port: u16) -> String {
+    // sshd keeps the first value it reads, and sshd_config.d/10-* is read before
+    // cloud-init's 50-cloud-init.conf and the main file.
+    format!(
+        "# Written by baton's user-data.\n\
+         Port {port}\n\
+         HostKey /etc/ssh/ssh_host_ed25519_key\n\
+         PermitRootLogin no\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         AuthenticationMethods publickey\n"
+    )
+}
+
+fn agent_env(creds: &StoreCredentials) -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\n",
+        creds.access_key_id,
+        creds.secret_access_key.as_str()
+    ))
+}
+
+/// Renders generation `generation`'s user-data.
+pub fn render(
+    config: &Config,
+    generation: u64,
+    secrets: &HostSecrets<'_>,
+    agent: Option<&AgentBinary>,
+) -> Result<UserData, UserDataError> {
+    let agent_config = AgentConfig {
+        generation,
+        store: config.store.clone(),
+        prometheus: Default::default(),
+        backup: config.backup.clone(),
+        metrics: Default::default(),
+    };
+    let agent_toml =
+        toml::to_string(&agent_config).map_err(|e| UserDataError::Encode(e.to_string()))?;
+
+    let mut write_files = vec![
+        WriteFile::new(
+            "/etc/ssh/sshd_config.d/10-baton.conf",
+            sshd_config(config.ssh.port),
+            "0644",
+        ),
+        WriteFile::new(agent_config::PATH, agent_toml, "0644"),
+        WriteFile::new("/etc/baton/generation", format!("{generation}\n"), "0644"),
+        WriteFile::new(
+            "/etc/systemd/system/baton-restore.service",
+            RESTORE_UNIT,
+            "0644",
+        ),
+        WriteFile::new(
+            "/etc/systemd/system/baton-agent.service",
+            AGENT_UNIT,
+            "0644",
+        ),
+        WriteFile::new(INSTALL_AGENT_PATH, INSTALL_AGENT, "0755"),
+        WriteFile::new("/srv/tls/origin.crt", secrets.tls.cert_pem.clone(), "0644"),
+        WriteFile::new("/srv/tls/origin.key", secrets.tls.key_pem.as_str(), "0600"),
+    ];
+    if let Some(creds) = secrets.store_credentials {
+        write_files.push(WriteFile::new(
+            "/etc/baton/agent.env",
+            agent_env(creds).as_str(),
+            "0600",
+        ));
+    }
+
+    let mut runcmd = Vec::new();
+    if let Some(agent) = agent {
+        runcmd.push(argv(&[INSTALL_AGENT_PATH, &agent.url, &agent.sha256]));
+        runcmd.push(argv(&["systemctl", "daemon-reload"]));
+        runcmd.push(argv(&[
+            "systemctl",
+            "enable",
+            "baton-restore.service",
+            "baton-agent.service",
+        ]));
+        // The restore runs to completion here; the swap waits for it before the stack starts.
+        runcmd.push(argv(&["systemctl", "start", "baton-restore.service"]));
+        runcmd.push(argv(&[
+            "systemctl",
+            "start",
+            "--no-block",
+            "baton-agent.service",
+        ]));
+    } else {
+        runcmd.push(argv(&["systemctl", "daemon-reload"]));
+    }
+
+    let doc = CloudConfig {
+        bootcmd: bootcmd(config.cloud.elastic_ip),
+        users: vec![User {
+            name: config.ssh.admin_user.clone(),
+            shell: "/bin/bash",
+            lock_passwd: true,
+            sudo: "ALL=(ALL) NOPASSWD:ALL",
+            ssh_authorized_keys: config.ssh.authorized_keys.clone(),
+        }],
+        disable_root: true,
+        ssh_pwauth: false,
+        ssh_deletekeys: true,
+        // Only ed25519, and ours is already there: nothing is generated at boot.
+        ssh_genkeytypes: vec!["ed25519".to_string()],
+        ssh_keys: SshKeys {
+            ed25519_private: ssh::private_openssh(secrets.host_key)?.to_string(),
+            ed25519_public: ssh::public_openssh(secrets.host_key.public_key())?
+                .trim_end()
+                .to_string(),
+            ed25519_certificate: ssh::certificate_openssh(secrets.host_certificate)?
+                .trim_end()
+                .to_string(),
+        },
+        package_update: false,
+        package_upgrade: false,
+        write_files,
+        runcmd,
+    };
+    let body = Zeroizing::new(
+        serde_norway::to_string(&doc).map_err(|e| UserDataError::Encode(e.to_string()))?,
+    );
+    let agent_note = match agent {
+        Some(a) => format!("# baton binary: sha256 {}\n", a.sha256),
+        None => {
+            "# no --agent-url given: the baton binary is not fetched, its units stay disabled\n"
+                .to_string()
+        }
+    };
+    let yaml = Zeroizing::new(format!(
+        "#cloud-config\n# baton {}: site {}, generation {generation}\n{agent_note}{}",
+        env!("CARGO_PKG_VERSION"),
+        config.site.name,
+        body.as_str()
+    ));
+    let encoded = encode(&yaml)?;
+    if encoded.len() > MAX_ENCODED_LEN {
+        return Err(UserDataError::TooLarge {
+            size: encoded.len(),
+            limit: MAX_ENCODED_LEN,
+        });
+    }
+    Ok(UserData { yaml, encoded })
+}
+
+/// gzip, then base64: what the compute API's `user-data` field takes. The gzip header
+/// carries no timestamp, so the same YAML always encodes the same way.
+pub fn encode(yaml: &str) -> Result<Zeroizing<String>, UserDataError> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(yaml.as_bytes())
+        .map_err(|e| UserDataError::Encode(e.to_string()))?;
+    let bytes = Zeroizing::new(
+        gz.finish()
+            .map_err(|e| UserDataError::Encode(e.to_string()))?,
+    );
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.encode(bytes.as_slice()),
+    ))
+}

@@ -1,0 +1,178 @@
+//! `baton init`: a commented config, the SSH host CA and the TLS CA.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::InitArgs;
+use crate::config::Config;
+use crate::error::Error;
+use crate::fsutil::{self, PRIVATE, PUBLIC};
+use crate::identity::ssh;
+use crate::identity::tls::TlsCa;
+
+const TEMPLATE: &str = include_str!("baton.example.toml");
+
+/// A TOML string literal: values are quoted by the TOML library, never by hand.
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+pub fn run(args: &InitArgs) -> Result<(), Error> {
+    let dir = &args.dir;
+    let keys = dir.join("keys");
+    let config_path = dir.join("baton.toml");
+
+    let authorized = authorized_keys(args, &keys)?;
+    let host_ca = ssh::generate_key(&format!("baton host CA for {}", args.site))?;
+    let tls_ca = TlsCa::generate(&args.site)?;
+
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("s3://baton-{}/prod", args.site));
+    let store_endpoint = if store.starts_with("s3://") {
+        format!("endpoint = {}", quoted(&args.store_endpoint))
+    } else {
+        "# endpoint = \"https://sos-ch-gva-2.exo.io\"   (for s3:// stores)".to_string()
+    };
+    let cloud_endpoint = match &args.cloud_endpoint {
+        Some(e) => format!("endpoint = {}", quoted(e)),
+        None => "# endpoint = \"https://api-ch-gva-2.exoscale.com/v2\"".to_string(),
+    };
+    let authorized_toml = toml::Value::Array(
+        authorized
+            .keys
+            .iter()
+            .map(|k| toml::Value::String(k.clone()))
+            .collect(),
+    )
+    .to_string();
+    let text = TEMPLATE
+        .replace("@SITE@", &quoted(&args.site))
+        .replace("@DOMAIN@", &quoted(&args.domain))
+        .replace("@ELASTIC_IP@", &quoted(&args.elastic_ip.to_string()))
+        .replace("@CLOUD_ENDPOINT_LINE@", &cloud_endpoint)
+        .replace("@SSH_PORT@", &args.ssh_port.to_string())
+        .replace("@AUTHORIZED_KEYS@", &authorized_toml)
+        .replace("@STORE_URL@", &quoted(&store))
+        .replace("@STORE_ENDPOINT_LINE@", &store_endpoint);
+
+    let mut files: Vec<(PathBuf, Vec<u8>, u32)> = vec![
+        (config_path.clone(), text.into_bytes(), PUBLIC),
+        (
+            keys.join("host-ca"),
+            ssh::private_openssh(&host_ca)?.as_bytes().to_vec(),
+            PRIVATE,
+        ),
+        (
+            keys.join("host-ca.pub"),
+            ssh::public_openssh(host_ca.public_key())?.into_bytes(),
+            PUBLIC,
+        ),
+        (
+            keys.join("tls-ca.key"),
+            tls_ca.key_pem.as_bytes().to_vec(),
+            PRIVATE,
+        ),
+        (
+            keys.join("tls-ca.crt"),
+            tls_ca.cert_pem.clone().into_bytes(),
+            PUBLIC,
+        ),
+    ];
+    files.extend(authorized.new_files);
+
+    // Refuse before writing anything: a CA key that is overwritten is a CA lost, and every
+    // known_hosts line and certificate that trusts it with it.
+    let existing: Vec<&Path> = files
+        .iter()
+        .map(|(p, _, _)| p.as_path())
+        .filter(|p| p.exists())
+        .collect();
+    if !existing.is_empty() {
+        return Err(Error::bad_input(
+            format!(
+                "refusing to overwrite {}",
+                existing
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "keep the existing CA (it is what known_hosts trusts), or pick another --dir",
+        ));
+    }
+    fsutil::create_dir_all(&keys)?;
+    fsutil::create_all_new(&files)?;
+
+    // The example must validate as written; if it does not, that is a bug worth a loud error.
+    let config = Config::load(&config_path)?;
+    let line = super::known_hosts::line(&config)?;
+    eprintln!("created {}", config_path.display());
+    for (path, _, mode) in &files[1..] {
+        let note = if *mode == PRIVATE {
+            " (private, mode 0600)"
+        } else {
+            ""
+        };
+        eprintln!("created {}{note}", path.display());
+    }
+    if let Some(note) = authorized.note {
+        eprintln!("{note}");
+    }
+    eprintln!("\nAppend this line to ~/.ssh/known_hosts once; it stays valid across every swap:");
+    print!("{line}");
+    Ok(())
+}
+
+struct Authorized {
+    keys: Vec<String>,
+    new_files: Vec<(PathBuf, Vec<u8>, u32)>,
+    note: Option<String>,
+}
+
+/// The admin user's keys: the files given, else the operator's own ~/.ssh/id_*.pub, else a
+/// new key pair in keys/admin, so the example validates and a rehearsal can log in.
+fn authorized_keys(args: &InitArgs, keys_dir: &Path) -> Result<Authorized, Error> {
+    let mut files = args.authorized_keys.clone();
+    if files.is_empty()
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        let ssh_dir = Path::new(&home).join(".ssh");
+        files = ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+            .iter()
+            .map(|f| ssh_dir.join(f))
+            .filter(|p| p.is_file())
+            .collect();
+    }
+    if files.is_empty() {
+        let admin = ssh::generate_key("baton admin")?;
+        let public = ssh::public_openssh(admin.public_key())?;
+        let path = keys_dir.join("admin");
+        return Ok(Authorized {
+            keys: vec![public.trim_end().to_string()],
+            note: Some(format!(
+                "no ~/.ssh/id_*.pub found: created the admin key {} (log in with `ssh -i {} deploy@...`)",
+                path.display(),
+                path.display()
+            )),
+            new_files: vec![
+                (
+                    path.clone(),
+                    ssh::private_openssh(&admin)?.as_bytes().to_vec(),
+                    PRIVATE,
+                ),
+                (path.with_extension("pub"), public.into_bytes(), PUBLIC),
+            ],
+        });
+    }
+    let mut keys = Vec::new();
+    for file in &files {
+        let key = ssh::load_public(file, "an authorized key")?;
+        keys.push(ssh::public_openssh(&key)?.trim_end().to_string());
+    }
+    Ok(Authorized {
+        keys,
+        new_files: Vec::new(),
+        note: None,
+    })
+}

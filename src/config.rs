@@ -1,0 +1,735 @@
+//! `baton.toml`: the operator's description of the site, parsed and validated before any
+//! command touches anything.
+//!
+//! Parsing is serde with `deny_unknown_fields`, so a misspelt key is an error rather than a
+//! silently ignored setting. Values that need more than a type (addresses, durations,
+//! schedules) have their own deserialisers, so their messages say what to write. After
+//! parsing, [`Config::validate`] checks what serde cannot (files exist, names are legal)
+//! and reports *every* problem at once, each with its field and a fix.
+//!
+//! Messages never quote a line of the file: someone may have pasted a secret into it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::schedule::Schedule;
+
+/// The default `-c/--config` of every operator command.
+pub const DEFAULT_PATH: &str = "baton.toml";
+
+/// Environment variables that hold secrets. Nothing else does: the file never may.
+pub const SECRET_ENV: [&str; 4] = [
+    "EXOSCALE_API_KEY",
+    "EXOSCALE_API_SECRET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub site: Site,
+    pub cloud: Cloud,
+    pub instance: Instance,
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub tls: Tls,
+    pub store: Store,
+    #[serde(default)]
+    pub bundle: Bundle,
+    #[serde(default)]
+    pub swap: Swap,
+    #[serde(default)]
+    pub backup: Backup,
+    /// The file this was read from; relative paths inside it are relative to its directory.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cloud {
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    pub zone: String,
+    pub endpoint: Option<String>,
+    #[serde(deserialize_with = "ip_address")]
+    pub elastic_ip: IpAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    #[serde(rename = "type")]
+    pub instance_type: String,
+    pub template: String,
+    #[serde(default = "default_disk_gb")]
+    pub disk_gb: u32,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    pub admin_user: String,
+    pub authorized_keys: Vec<String>,
+    #[serde(default = "default_host_ca")]
+    pub host_ca: PathBuf,
+    #[serde(default = "default_cert_lifetime", deserialize_with = "duration")]
+    pub cert_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            ca_cert: PathBuf::from("keys/tls-ca.crt"),
+            ca_key: PathBuf::from("keys/tls-ca.key"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub up: String,
+}
+
+impl Default for Bundle {
+    fn default() -> Self {
+        Bundle {
+            dir: PathBuf::from("docker"),
+            up: "docker compose up -d --wait".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Swap {
+    #[serde(deserialize_with = "duration")]
+    pub boot_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub health_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub handover_timeout: Duration,
+}
+
+impl Default for Swap {
+    // Fits a real cloud: a VM reaches SSH in 1-2 minutes, a cold `docker compose up` that
+    // pulls images takes a few more.
+    fn default() -> Self {
+        Swap {
+            boot_timeout: Duration::from_secs(10 * 60),
+            health_timeout: Duration::from_secs(5 * 60),
+            handover_timeout: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    pub schedule: Schedule,
+    pub paths: Vec<PathBuf>,
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            // Invariant: a constant that the schedule tests cover.
+            schedule: "0 * * * * *".parse().expect("valid default schedule"),
+            paths: Vec::new(),
+            keep_last: 60,
+            keep_hourly: 48,
+            keep_daily: 14,
+        }
+    }
+}
+
+fn default_provider() -> String {
+    "exoscale".to_string()
+}
+fn default_disk_gb() -> u32 {
+    10
+}
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_host_ca() -> PathBuf {
+    PathBuf::from("keys/host-ca")
+}
+fn default_cert_lifetime() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
+}
+
+fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "\"{s}\" is not an IP address; write the Elastic IP as shown in the cloud \
+             console, e.g. \"203.0.113.10\""
+        ))
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "\"{s}\" is not a duration ({e}); write e.g. \"90s\", \"10m\", \"12h\" or \"90d\""
+        ))
+    })
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|e| serde::de::Error::custom(format!("schedule \"{s}\" {e}")))
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_written())
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `section.key`, or the section alone; `None` when the file as a whole is at fault.
+    pub field: Option<String>,
+    pub line: Option<usize>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.field, self.line) {
+            (Some(field), Some(line)) => write!(f, "field `{field}` (line {line}): ")?,
+            (Some(field), None) => write!(f, "field `{field}`: ")?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        write!(f, "{}\n    fix: {}", self.message, self.fix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {source}\n  fix: pass the right file with -c/--config, \
+         or create one with `baton init`"
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid:\n{}", list(.problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Nothing else in baton looks at the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (which anchors relative paths and names the
+    /// file in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        };
+        // A first, untyped pass finds secrets before serde can complain about them as
+        // unknown fields (and before anything could echo them).
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| invalid(vec![from_toml(&e, text)]))?;
+        let secrets = secret_fields(&table, "");
+        if !secrets.is_empty() {
+            return Err(invalid(secrets));
+        }
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| invalid(vec![from_toml(&e, text)]))?;
+        config.path = path.to_path_buf();
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(invalid(problems))
+        }
+    }
+
+    /// The directory relative paths in the file are anchored to.
+    pub fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.dir().join(p)
+    }
+
+    pub fn host_ca_key(&self) -> PathBuf {
+        self.resolve(&self.ssh.host_ca)
+    }
+
+    pub fn host_ca_pub(&self) -> PathBuf {
+        let mut p = self.host_ca_key().into_os_string();
+        p.push(".pub");
+        PathBuf::from(p)
+    }
+
+    pub fn tls_ca_cert(&self) -> PathBuf {
+        self.resolve(&self.tls.ca_cert)
+    }
+
+    pub fn tls_ca_key(&self) -> PathBuf {
+        self.resolve(&self.tls.ca_key)
+    }
+
+    /// The compute API base URL: the configured one, or Exoscale's for the zone.
+    pub fn cloud_endpoint(&self) -> String {
+        match &self.cloud.endpoint {
+            Some(e) => e.trim_end_matches('/').to_string(),
+            None => format!("https://api-{}.exoscale.com/v2", self.cloud.zone),
+        }
+    }
+
+    /// The name of generation `n`'s instance; also one of its certificate's principals.
+    pub fn instance_name(&self, generation: u64) -> String {
+        format!("{}-{generation}", self.site.name)
+    }
+
+    fn validate(&self) -> Vec<Problem> {
+        let mut v = Validator::default();
+        let c = self;
+
+        v.check(
+            is_label(&c.site.name, 30),
+            "site.name",
+            || format!("\"{}\" cannot name instances and labels", c.site.name),
+            "use 1-30 lowercase letters, digits and dashes, starting with a letter, e.g. \"blog\"",
+        );
+        v.check(
+            is_hostname(&c.site.domain),
+            "site.domain",
+            || format!("\"{}\" is not a DNS name", c.site.domain),
+            "write the site's fully qualified name, e.g. \"blog.example.org\"",
+        );
+
+        v.check(
+            c.cloud.provider == "exoscale",
+            "cloud.provider",
+            || format!("provider \"{}\" is not supported", c.cloud.provider),
+            "set provider = \"exoscale\" (the only provider so far)",
+        );
+        v.check(
+            is_label(&c.cloud.zone, 30),
+            "cloud.zone",
+            || format!("\"{}\" is not a zone name", c.cloud.zone),
+            "write the zone as Exoscale names it, e.g. \"ch-gva-2\"",
+        );
+        if let Some(endpoint) = &c.cloud.endpoint {
+            v.check_url(endpoint, "cloud.endpoint");
+        }
+
+        v.check(
+            c.instance.disk_gb >= 10,
+            "instance.disk_gb",
+            || {
+                format!(
+                    "{} GB is below the 10 GB Exoscale's templates need",
+                    c.instance.disk_gb
+                )
+            },
+            "set disk_gb = 10 or more",
+        );
+        v.check(
+            !c.instance.instance_type.trim().is_empty(),
+            "instance.type",
+            || "is empty".to_string(),
+            "name an instance type, e.g. \"standard.small\"",
+        );
+        v.check(
+            !c.instance.template.trim().is_empty(),
+            "instance.template",
+            || "is empty".to_string(),
+            "name a template, e.g. \"Linux Debian 12 (Bookworm) 64-bit\"",
+        );
+
+        v.check(
+            c.ssh.port != 0,
+            "ssh.port",
+            || "0 is not a port".to_string(),
+            "use 22 or another port from 1 to 65535",
+        );
+        v.check(
+            is_unix_user(&c.ssh.admin_user),
+            "ssh.admin_user",
+            || format!("\"{}\" cannot be the admin user", c.ssh.admin_user),
+            "use a lowercase login name other than root, e.g. \"deploy\"",
+        );
+        v.check(
+            !c.ssh.authorized_keys.is_empty(),
+            "ssh.authorized_keys",
+            || "is empty: nobody could log in to the server".to_string(),
+            "add your public key, e.g. the contents of ~/.ssh/id_ed25519.pub",
+        );
+        for (i, key) in c.ssh.authorized_keys.iter().enumerate() {
+            if let Err(e) = ssh_key::PublicKey::from_openssh(key) {
+                v.problem(
+                    "ssh.authorized_keys",
+                    format!("entry {} is not an OpenSSH public key ({e})", i + 1),
+                    "paste the whole line of a .pub file: \"ssh-ed25519 AAAA... you@host\"",
+                );
+            }
+        }
+        v.check(
+            c.ssh.cert_lifetime >= Duration::from_secs(3600),
+            "ssh.cert_lifetime",
+            || {
+                format!(
+                    "{} is too short to outlive a swap",
+                    humantime::format_duration(c.ssh.cert_lifetime)
+                )
+            },
+            "use at least \"1h\"; the default is \"90d\"",
+        );
+        v.secret_file(&c.host_ca_key(), "ssh.host_ca");
+        v.public_file(&c.host_ca_pub(), "ssh.host_ca");
+        v.secret_file(&c.tls_ca_key(), "tls.ca_key");
+        v.public_file(&c.tls_ca_cert(), "tls.ca_cert");
+
+        v.check_store(&c.store);
+
+        for p in &c.backup.paths {
+            v.check(
+                p.is_absolute(),
+                "backup.paths",
+                || format!("\"{}\" is not an absolute path on the host", p.display()),
+                "write host paths in full, e.g. \"/srv/acme\"",
+            );
+        }
+        v.check(
+            c.backup.keep_last >= 1,
+            "backup.keep_last",
+            || "is 0: every backup would be deleted right after it was made".to_string(),
+            "keep at least 1 (the default is 60)",
+        );
+        v.problems
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, field: &str, message: String, fix: &str) {
+        self.problems.push(Problem {
+            field: Some(field.to_string()),
+            line: None,
+            message,
+            fix: fix.to_string(),
+        });
+    }
+
+    fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String, fix: &str) {
+        if !ok {
+            self.problem(field, message(), fix);
+        }
+    }
+
+    fn check_url(&mut self, url: &str, field: &str) {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return self.problem(
+                field,
+                format!("\"{url}\" is not a URL"),
+                "write e.g. \"https://host/path\"",
+            );
+        };
+        let host = rest.split(['/', ':']).next().unwrap_or("");
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        match scheme {
+            "https" if !host.is_empty() => {}
+            // Plain HTTP would carry signed requests in clear: only for local simulators.
+            "http" if loopback => {}
+            "http" => self.problem(
+                field,
+                format!("\"{url}\" uses plain http to a remote host"),
+                "use https (http is allowed only for 127.0.0.1/localhost, e.g. exosim)",
+            ),
+            _ => self.problem(
+                field,
+                format!("\"{url}\" is not an http(s) URL"),
+                "write e.g. \"https://host/path\"",
+            ),
+        }
+    }
+
+    fn check_store(&mut self, store: &Store) {
+        let url = &store.url;
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let bucket = rest.split('/').next().unwrap_or("");
+            if !is_bucket(bucket) {
+                self.problem(
+                    "store.url",
+                    format!("\"{bucket}\" is not a valid bucket name"),
+                    "use 3-63 lowercase letters, digits, dots and dashes: \"s3://my-bucket/prefix\"",
+                );
+            }
+            match &store.endpoint {
+                Some(e) => self.check_url(e, "store.endpoint"),
+                None => self.problem(
+                    "store.endpoint",
+                    "is missing; an s3:// store needs its endpoint".to_string(),
+                    "add e.g. endpoint = \"https://sos-ch-gva-2.exo.io\"",
+                ),
+            }
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !Path::new(path).is_absolute() {
+                self.problem(
+                    "store.url",
+                    format!("\"{url}\" is not an absolute file URL"),
+                    "write three slashes for an absolute path: \"file:///var/lib/baton/store\"",
+                );
+            }
+        } else {
+            self.problem(
+                "store.url",
+                format!("\"{url}\" is neither s3:// nor file://"),
+                "write \"s3://bucket/prefix\" or \"file:///absolute/path\"",
+            );
+        }
+    }
+
+    fn public_file(&mut self, path: &Path, field: &str) {
+        if !path.is_file() {
+            self.problem(
+                field,
+                format!("file {} does not exist", path.display()),
+                "create the CA with `baton init`, or point the field at your existing file \
+                 (relative paths start at the config file's directory)",
+            );
+        }
+    }
+
+    fn secret_file(&mut self, path: &Path, field: &str) {
+        match std::fs::metadata(path) {
+            Err(_) => self.public_file(path, field),
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => self.problem(
+                field,
+                format!(
+                    "private key {} is readable by others (mode {:o})",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ),
+                &format!("run `chmod 600 {}`", path.display()),
+            ),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Finds keys that look like secrets anywhere in the file. Only their names are reported.
+fn secret_fields(table: &toml::Table, prefix: &str) -> Vec<Problem> {
+    const WORDS: [&str; 5] = ["secret", "password", "token", "api_key", "access_key"];
+    let mut found = Vec::new();
+    for (key, value) in table {
+        let field = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if let toml::Value::Table(inner) = value {
+            found.extend(secret_fields(inner, &field));
+        } else if WORDS.iter().any(|w| key.to_ascii_lowercase().contains(w)) {
+            found.push(Problem {
+                field: Some(field),
+                line: None,
+                message: "looks like a secret; baton never reads secrets from files".to_string(),
+                fix: format!(
+                    "delete it from the file and export it instead: {}",
+                    SECRET_ENV.join(", ")
+                ),
+            });
+        }
+    }
+    found
+}
+
+/// Turns a toml error into a problem naming the field, without quoting the file.
+fn from_toml(e: &toml::de::Error, text: &str) -> Problem {
+    let (field, line) = match e.span() {
+        Some(span) if !(span.start == 0 && span.end >= text.len()) => {
+            let (field, line) = field_at(text, span.start);
+            (field, Some(line))
+        }
+        _ => (None, None),
+    };
+    Problem {
+        field,
+        line,
+        message: e.message().trim().to_string(),
+        fix: "compare with the commented example that `baton init --dir /tmp/example` writes"
+            .to_string(),
+    }
+}
+
+/// The `section.key` whose line holds byte `offset`, and the 1-based line number.
+fn field_at(text: &str, offset: usize) -> (Option<String>, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+    if line.starts_with('[') {
+        return (
+            Some(line.trim_matches(['[', ']']).trim().to_string()),
+            line_no,
+        );
+    }
+    let key = line
+        .split('=')
+        .next()
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let field = match (section, key) {
+        (Some(s), Some(k)) => Some(format!("{s}.{k}")),
+        (None, Some(k)) => Some(k.to_string()),
+        (s, None) => s,
+    };
+    (field, line_no)
+}
+
+fn is_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_hostname(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn is_unix_user(s: &str) -> bool {
+    s != "root"
+        && !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn is_bucket(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_at_names_section_and_key() {
+        let text = "[site]\nname = 1\n\n[cloud]\n  zone = \"x\"\n";
+        assert_eq!(
+            field_at(text, text.find("1").unwrap()),
+            (Some("site.name".into()), 2)
+        );
+        assert_eq!(
+            field_at(text, text.find("zone").unwrap()),
+            (Some("cloud.zone".into()), 5)
+        );
+        assert_eq!(
+            field_at(text, text.find("[cloud]").unwrap()),
+            (Some("cloud".into()), 4)
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_label("blog", 30) && !is_label("Blog", 30) && !is_label("blog-", 30));
+        assert!(is_hostname("blog.example.org") && !is_hostname("blog") && !is_hostname("a..b"));
+        assert!(is_unix_user("deploy") && !is_unix_user("root") && !is_unix_user("De"));
+        assert!(is_bucket("baton-blog") && !is_bucket("Baton") && !is_bucket("ab"));
+    }
+}

@@ -1,0 +1,44 @@
+//! The one error type commands return, and the exit code each kind of failure maps to.
+
+use crate::cloudinit::UserDataError;
+use crate::config::ConfigError;
+use crate::fsutil::FileError;
+use crate::identity::IdentityError;
+
+/// Exit code for bad input: nothing was touched (clap uses 2 for usage errors too).
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code for a failure after which nothing needs attention.
+pub const EXIT_FAILED: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    UserData(#[from] UserDataError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The command line or the files it names cannot be used as they are.
+    #[error("{message}\n  fix: {fix}")]
+    BadInput { message: String, fix: String },
+}
+
+impl Error {
+    pub fn bad_input(message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Error::BadInput {
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::BadInput { .. } => EXIT_BAD_INPUT,
+            Error::UserData(UserDataError::TooLarge { .. }) => EXIT_BAD_INPUT,
+            Error::Identity(IdentityError::Load { .. }) => EXIT_BAD_INPUT,
+            _ => EXIT_FAILED,
+        }
+    }
+}

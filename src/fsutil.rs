@@ -1,0 +1,137 @@
+//! Writing files so that a crash or a refusal never leaves half-written state behind.
+//!
+//! Every file baton writes goes through here: either it is created whole, with its final
+//! permissions from the first byte (a private key is never briefly world-readable), or it
+//! is not there at all.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Permissions for files that hold a secret: readable by the owner only.
+pub const PRIVATE: u32 = 0o600;
+/// Permissions for files anyone may read (public keys, certificates, configs).
+pub const PUBLIC: u32 = 0o644;
+
+/// An I/O failure together with the file it concerns, so messages can name it.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct FileError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FileError {
+    pub fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
+        Self {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub fn read_to_string(path: &Path) -> Result<String, FileError> {
+    fs::read_to_string(path).map_err(|e| FileError::new("cannot read", path, e))
+}
+
+pub fn create_dir_all(path: &Path) -> Result<(), FileError> {
+    fs::create_dir_all(path).map_err(|e| FileError::new("cannot create directory", path, e))
+}
+
+/// Replaces `path` atomically: the bytes go to a temporary file in the same directory,
+/// are synced, and the temporary file is renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".baton-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| FileError::new("cannot create a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| FileError::new("cannot write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| FileError::new("cannot rename into place", path, e.error))?;
+    Ok(())
+}
+
+/// Creates `path` only if nothing is there yet (`O_EXCL`), with `mode` from the start.
+pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    let mut file: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| FileError::new("cannot create", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| FileError::new("cannot write", path, e))
+}
+
+/// Writes a set of new files all-or-nothing: if any of them cannot be created, the ones
+/// already created by this call are removed again, so a failed `baton init` leaves the
+/// directory as it found it.
+pub fn create_all_new(files: &[(PathBuf, Vec<u8>, u32)]) -> Result<(), FileError> {
+    let mut created: Vec<&Path> = Vec::new();
+    for (path, bytes, mode) in files {
+        if let Err(e) = create_new(path, bytes, *mode) {
+            for done in created {
+                // Best effort: the original error is what the user needs to see.
+                let _ = fs::remove_file(done);
+            }
+            return Err(e);
+        }
+        created.push(path);
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        write_atomic(&p, b"one", PRIVATE).unwrap();
+        write_atomic(&p, b"two", PRIVATE).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // no temporary files left beside it
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn create_all_new_rolls_back_on_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&b, "keep").unwrap();
+        let err = create_all_new(&[
+            (a.clone(), b"x".to_vec(), PUBLIC),
+            (b.clone(), b"y".to_vec(), PUBLIC),
+        ])
+        .unwrap_err();
+        assert_eq!(err.path, b);
+        assert!(
+            !a.exists(),
+            "the file created before the conflict must be removed"
+        );
+        assert_eq!(fs::read_to_string(&b).unwrap(), "keep");
+    }
+}

@@ -1,0 +1,17 @@
+//! baton keeps one web server alive on a cloud by *replacing* it instead of changing it.
+//!
+//! The binary is thin: it parses the command line and hands it to [`commands::run`]. The
+//! library owns the domain: the operator's config ([`config`]), the servers' identities
+//! ([`identity`]), and the user-data they boot from ([`cloudinit`]).
+
+pub mod agent_config;
+pub mod cli;
+pub mod cloudinit;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod identity;
+pub mod schedule;
+
+pub use error::Error;
