@@ -1,0 +1,19 @@
+# baton's everyday commands. `scripts/install-deps` installs what they need.
+
+# List the recipes.
+default:
+    @just --list
+
+# Lint, then run every test against the real programs (sshd, cloud-init, nft, ...).
+test: lint
+    cargo test --all-targets
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# A local rehearsal: init a site, render two generations, serve each with a real sshd.
+demo:
+    cargo build --quiet
+    scripts/demo

@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: a project made by the real `baton init`, the
+//! real binary, and the real peers (sshd, ssh, ssh-keygen, cloud-init, nft).
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
+
+/// Runs baton with `args` in `dir`, with no operator secrets in the environment.
+pub fn baton(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BATON)
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir) // never the developer's own ~/.ssh
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .expect("run baton")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({}):\n{}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// A project directory made by `baton init` with `extra` flags.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn init(extra: &[&str]) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["init", "--dir", "."];
+        args.extend_from_slice(extra);
+        ok(baton(dir.path(), &args));
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("baton.toml")
+    }
+
+    pub fn baton(&self, args: &[&str]) -> Output {
+        baton(self.path(), args)
+    }
+
+    /// Renders `generation` into `out/gen-N` and returns that directory.
+    pub fn render(&self, generation: u64) -> PathBuf {
+        let out = self.path().join(format!("out/gen-{generation}"));
+        ok(self.baton(&[
+            "render",
+            "--generation",
+            &generation.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        out
+    }
+
+    pub fn load(&self) -> baton::config::Config {
+        baton::config::Config::load(&self.config()).expect("config loads")
+    }
+}
+
+/// The rendered user-data as a YAML value.
+pub fn user_data(out: &Path) -> serde_norway::Value {
+    let text = std::fs::read_to_string(out.join("user-data")).unwrap();
+    serde_norway::from_str(&text).expect("user-data is YAML")
+}
+
+/// Requires a program from Debian's packages; `.ci/run` installs them all.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{program} is missing: install Debian's {package} (`.ci/run` does)");
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, or panics naming `what` at the deadline.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

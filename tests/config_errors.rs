@@ -1,0 +1,259 @@
+//! Bad input: every kind gets a message naming the file, the field and the fix, exit code 2,
+//! and nothing written.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+/// Edits baton.toml, runs `baton render`, and returns stderr after checking the refusal.
+fn refused(project: &Project, edit: impl FnOnce(String) -> String) -> String {
+    let text = std::fs::read_to_string(project.config()).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(text, edited, "the edit must change the file");
+    std::fs::write(project.config(), edited).unwrap();
+    refused_as_is(project)
+}
+
+fn refused_as_is(project: &Project) -> String {
+    let out = project.baton(&["render", "--generation", "1", "--out", "out"]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2, got {}:\n{err}",
+        out.status
+    );
+    assert!(err.contains("fix:"), "no fix in:\n{err}");
+    assert!(
+        !project.path().join("out").exists(),
+        "nothing may be written on bad input"
+    );
+    err
+}
+
+fn assert_has(haystack: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(haystack.contains(n), "missing {n:?} in:\n{haystack}");
+    }
+}
+
+#[test]
+fn unknown_field_is_named_with_its_section() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replacen("name = \"blog\"", "name = \"blog\"\ncolour = \"blue\"", 1)
+    });
+    assert_has(
+        &err,
+        &[
+            "baton.toml",
+            "field `site.colour`",
+            "unknown field `colour`",
+            "expected",
+        ],
+    );
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| t.replace("disk_gb = 20", "disk_gb = \"twenty\""));
+    assert_has(
+        &err,
+        &["baton.toml", "field `instance.disk_gb`", "invalid type"],
+    );
+}
+
+#[test]
+fn missing_ca_file_is_named_with_the_fix() {
+    let p = Project::init(&[]);
+    std::fs::remove_file(p.path().join("keys/host-ca")).unwrap();
+    let err = refused_as_is(&p);
+    assert_has(
+        &err,
+        &[
+            "field `ssh.host_ca`",
+            "keys/host-ca does not exist",
+            "baton init",
+        ],
+    );
+}
+
+#[test]
+fn loosely_readable_ca_key_is_refused() {
+    let p = Project::init(&[]);
+    let key = p.path().join("keys/tls-ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = refused_as_is(&p);
+    assert_has(
+        &err,
+        &["field `tls.ca_key`", "readable by others", "chmod 600"],
+    );
+}
+
+#[test]
+fn address_that_does_not_parse() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| t.replace("\"203.0.113.10\"", "\"203.0.113\""));
+    assert_has(
+        &err,
+        &[
+            "field `cloud.elastic_ip`",
+            "\"203.0.113\" is not an IP address",
+        ],
+    );
+}
+
+#[test]
+fn cron_that_does_not_parse() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace("schedule = \"* * * * *\"", "schedule = \"61 * * * *\"")
+    });
+    assert_has(
+        &err,
+        &[
+            "field `backup.schedule`",
+            "\"61 * * * *\"",
+            "does not parse",
+        ],
+    );
+    let err = refused(&p, |t| {
+        t.replace("schedule = \"61 * * * *\"", "schedule = \"* * * *\"")
+    });
+    assert_has(
+        &err,
+        &["field `backup.schedule`", "has 4 fields", "crontab"],
+    );
+}
+
+#[test]
+fn secret_in_the_file_is_refused_without_echoing_it() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace(
+            "zone = \"ch-gva-2\"",
+            "zone = \"ch-gva-2\"\napi_secret = \"hunter2-VERY-SECRET\"",
+        )
+    });
+    assert_has(
+        &err,
+        &[
+            "field `cloud.api_secret`",
+            "looks like a secret",
+            "EXOSCALE_API_SECRET",
+        ],
+    );
+    assert!(!err.contains("hunter2"), "the secret leaked into:\n{err}");
+}
+
+#[test]
+fn syntax_error_names_the_line_without_quoting_it() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace("zone = \"ch-gva-2\"", "token = \"abc-SECRET\" oops")
+    });
+    let text = std::fs::read_to_string(p.config()).unwrap();
+    let line = text.lines().position(|l| l.starts_with("token")).unwrap() + 1;
+    assert_has(
+        &err,
+        &["baton.toml", &format!("field `cloud.token` (line {line})")],
+    );
+    assert!(!err.contains("abc-SECRET"), "the line was quoted:\n{err}");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace("domain = \"blog.example.org\"", "domain = \"not a domain\"")
+            .replace("admin_user = \"deploy\"", "admin_user = \"root\"")
+            .replace("url = \"s3://baton-blog/prod\"", "url = \"ftp://x\"")
+    });
+    assert_has(
+        &err,
+        &[
+            "field `site.domain`",
+            "field `ssh.admin_user`",
+            "field `store.url`",
+        ],
+    );
+}
+
+#[test]
+fn missing_config_file_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baton(dir.path(), &["known-hosts", "-c", "nope.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_has(&stderr(&out), &["nope.toml", "baton init"]);
+}
+
+#[test]
+fn init_refuses_to_overwrite_keys() {
+    let p = Project::init(&[]);
+    let before: Vec<Vec<u8>> = ["keys/host-ca", "keys/tls-ca.key", "baton.toml"]
+        .iter()
+        .map(|f| std::fs::read(p.path().join(f)).unwrap())
+        .collect();
+    // only one key left in place is enough to refuse, and nothing new is written
+    std::fs::remove_file(p.path().join("keys/tls-ca.crt")).unwrap();
+    let out = p.baton(&["init", "--dir", "."]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_has(
+        &stderr(&out),
+        &["refusing to overwrite", "keys/host-ca", "fix:"],
+    );
+    assert!(
+        !p.path().join("keys/tls-ca.crt").exists(),
+        "init wrote part of its files"
+    );
+    let after: Vec<Vec<u8>> = ["keys/host-ca", "keys/tls-ca.key", "baton.toml"]
+        .iter()
+        .map(|f| std::fs::read(p.path().join(f)).unwrap())
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn init_writes_private_keys_owner_only() {
+    let p = Project::init(&[]);
+    for (file, mode) in [
+        ("keys/host-ca", 0o600),
+        ("keys/tls-ca.key", 0o600),
+        ("keys/admin", 0o600),
+    ] {
+        let m = std::fs::metadata(p.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(m, mode, "{file}");
+    }
+}
+
+#[test]
+fn oversized_user_data_names_its_size() {
+    let p = Project::init(&[]);
+    // Random keys do not compress: 600 of them are well over the API's 32 KiB.
+    let keys: Vec<String> = (0..600)
+        .map(|i| {
+            let k = baton::identity::ssh::generate_key(&format!("k{i}")).unwrap();
+            baton::identity::ssh::public_openssh(k.public_key())
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let list = toml::Value::Array(keys.into_iter().map(toml::Value::String).collect()).to_string();
+    let err = refused(&p, |t| {
+        let start = t.find("authorized_keys = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!("{}authorized_keys = {list}{}", &t[..start], &t[end..])
+    });
+    assert_has(
+        &err,
+        &["encoded user-data is", "over the cloud's limit of 32768"],
+    );
+}
