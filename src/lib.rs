@@ -6,12 +6,16 @@
 
 pub mod agent_config;
 pub mod cli;
+pub mod clock;
+pub mod cloud;
 pub mod cloudinit;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod exosim;
 pub mod fsutil;
 pub mod identity;
+pub mod openapi;
 pub mod schedule;
 
 pub use error::Error;

@@ -1,0 +1,163 @@
+//! The cloud, behind a trait: what the swap needs from a provider, and nothing more.
+//!
+//! Every method is safe to call twice: creating finds what an earlier attempt made,
+//! deleting what is gone succeeds, attaching what is attached succeeds. That is what lets
+//! the swap retry and resume without ever making a second VM.
+
+pub mod exoscale;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// Labels baton puts on what it creates, so it can find (and clean up) its own.
+pub const LABEL_SITE: &str = "baton.site";
+pub const LABEL_GENERATION: &str = "baton.generation";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub public_ip: Option<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub elastic_ips: Vec<String>,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ElasticIp {
+    pub id: String,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshKey {
+    pub name: String,
+    pub fingerprint: String,
+}
+
+/// What to create. `labels` must identify the instance uniquely: a retry looks for them.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub template: String,
+    pub instance_type: String,
+    pub disk_gb: u32,
+    pub security_groups: Vec<String>,
+    pub ssh_key: Option<String>,
+    /// gzip + base64, as `cloudinit::encode` makes it.
+    pub user_data: String,
+}
+
+#[async_trait]
+pub trait Cloud: Send + Sync {
+    /// Creates the instance, or returns the one an earlier attempt created (same labels).
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance, CloudError>;
+    async fn get_instance(&self, id: &str) -> Result<Option<Instance>, CloudError>;
+    /// Instances carrying every one of `labels`.
+    async fn list_instances(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, CloudError>;
+    /// Instances that answer on `ip`: their own public IP, or an Elastic IP attached to them.
+    async fn instances_with_ip(&self, ip: IpAddr) -> Result<Vec<Instance>, CloudError>;
+    /// Deletes the instance; one that is already gone is success.
+    async fn delete_instance(&self, id: &str) -> Result<(), CloudError>;
+    /// Waits until the instance is `running`, or fails on `error` or at the deadline.
+    async fn wait_running(&self, id: &str, timeout: Duration) -> Result<Instance, CloudError>;
+
+    /// Registers a key; an existing key with the same name and fingerprint is success.
+    async fn register_ssh_key(&self, name: &str, public_key: &str) -> Result<(), CloudError>;
+    /// Deletes a key; one that is already gone is success.
+    async fn delete_ssh_key(&self, name: &str) -> Result<(), CloudError>;
+    async fn list_ssh_keys(&self) -> Result<Vec<SshKey>, CloudError>;
+
+    async fn list_elastic_ips(&self) -> Result<Vec<ElasticIp>, CloudError>;
+    /// Attaches; already attached is success.
+    async fn attach_elastic_ip(&self, eip_id: &str, instance_id: &str) -> Result<(), CloudError>;
+    /// Detaches; not attached (or instance gone) is success.
+    async fn detach_elastic_ip(&self, eip_id: &str, instance_id: &str) -> Result<(), CloudError>;
+
+    /// The Elastic IP with address `ip`.
+    async fn find_elastic_ip(&self, ip: IpAddr) -> Result<ElasticIp, CloudError> {
+        let all = self.list_elastic_ips().await?;
+        all.iter()
+            .find(|e| e.ip == ip)
+            .cloned()
+            .ok_or_else(|| CloudError::NotFound {
+                what: format!("Elastic IP {ip}"),
+                hint: format!(
+                    "the zone has {}; check cloud.elastic_ip and cloud.zone",
+                    names(all.iter().map(|e| e.ip.to_string()))
+                ),
+            })
+    }
+}
+
+pub(crate) fn names(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error(
+        "{var} is not set\n  fix: export EXOSCALE_API_KEY and EXOSCALE_API_SECRET (an API key \
+         with compute rights), then run again"
+    )]
+    MissingCredentials { var: &'static str },
+    #[error(
+        "the cloud refused the request {request} (HTTP 403: {message})\n  fix: check the API key \
+         in EXOSCALE_API_KEY ({key}), its secret in EXOSCALE_API_SECRET, the key's rights, and \
+         this machine's clock (signatures carry an expiry)"
+    )]
+    Forbidden {
+        request: String,
+        key: String,
+        message: String,
+    },
+    #[error("the cloud answered {request} with HTTP {status}: {message}")]
+    Http {
+        request: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{request} failed after {attempts} attempts over {elapsed:?}: {last}")]
+    GaveUp {
+        request: String,
+        attempts: u32,
+        elapsed: Duration,
+        last: String,
+    },
+    #[error("{what} not found\n  fix: {hint}")]
+    NotFound { what: String, hint: String },
+    #[error("cloud operation {command} ({id}) failed: {reason}: {message}")]
+    OperationFailed {
+        id: String,
+        command: String,
+        reason: String,
+        message: String,
+    },
+    #[error("cloud operation {command} ({id}) still {state} after {after:?}")]
+    OperationTimeout {
+        id: String,
+        command: String,
+        state: String,
+        after: Duration,
+    },
+    #[error("instance {id} is in state {state}, not running")]
+    InstanceFailed { id: String, state: String },
+    #[error("cannot understand the cloud's answer to {request}: {reason}")]
+    Decode { request: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,804 @@
+//! The HTTP side: one handler that checks, counts, delays, faults, validates and routes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::faults::{self, Action, Fault, Latency};
+use super::world::{Effect, SimInstance, World, now_ms};
+use super::{Sim, lock};
+use crate::cloud::exoscale::{signing, wire};
+use crate::openapi::{self, Schema};
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new().fallback(handle).with_state(sim)
+}
+
+fn message(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"message": text.into()}))).into_response()
+}
+
+/// A route of the spec: its path template, and the values of its parameters.
+struct Route {
+    template: &'static str,
+    param: String,
+}
+
+fn route(path: &str) -> Option<Route> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (template, param) = match segments.as_slice() {
+        ["zone"] => ("/zone", ""),
+        ["instance"] => ("/instance", ""),
+        ["instance", id] => ("/instance/{id}", *id),
+        ["operation", id] => ("/operation/{id}", *id),
+        ["ssh-key"] => ("/ssh-key", ""),
+        ["ssh-key", name] => ("/ssh-key/{name}", *name),
+        ["elastic-ip"] => ("/elastic-ip", ""),
+        ["elastic-ip", rest] => match rest.split_once(':') {
+            Some((id, "attach")) => ("/elastic-ip/{id}:attach", id),
+            Some((id, "detach")) => ("/elastic-ip/{id}:detach", id),
+            Some(_) => return None,
+            None => ("/elastic-ip/{id}", *rest),
+        },
+        ["template"] => ("/template", ""),
+        ["instance-type"] => ("/instance-type", ""),
+        ["security-group"] => ("/security-group", ""),
+        _ => return None,
+    };
+    Some(Route {
+        template,
+        param: param.to_string(),
+    })
+}
+
+/// The compiled request and answer schemas of one route.
+type Schemas = (Option<Schema>, Option<Schema>);
+
+/// Compiled once per (path template, method) and kept for the process's life.
+fn schemas(template: &'static str, method: &str) -> &'static Schemas {
+    static CACHE: OnceLock<std::sync::Mutex<BTreeMap<(String, String), &'static Schemas>>> =
+        OnceLock::new();
+    let mut cache = lock(CACHE.get_or_init(Default::default));
+    let compile = |s: Option<&Value>| s.and_then(|s| Schema::compile(s).ok());
+    cache
+        .entry((template.to_string(), method.to_string()))
+        .or_insert_with(|| {
+            Box::leak(Box::new((
+                compile(openapi::request_schema(template, method)),
+                compile(openapi::response_schema(template, method)),
+            )))
+        })
+}
+
+async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return message(StatusCode::PAYLOAD_TOO_LARGE, "request body over 1 MiB");
+    };
+    let path = parts.uri.path().to_string();
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    if let Some(rest) = path.strip_prefix("/_sim/") {
+        return sim_api(&sim, &parts.method, rest, &bytes);
+    }
+    let Some(api_path) = path.strip_prefix("/v2") else {
+        return message(
+            StatusCode::NOT_FOUND,
+            format!("no such path {path}: the API lives under /v2"),
+        );
+    };
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Err(why) = sim.check_signature(auth, parts.method.as_str(), &path, &query, &bytes) {
+        *lock(&sim.world)
+            .calls
+            .entry("refused-unsigned".to_string())
+            .or_insert(0) += 1;
+        return message(StatusCode::FORBIDDEN, why);
+    }
+    let Some(route) = route(api_path) else {
+        return message(StatusCode::NOT_FOUND, format!("no such path {path}"));
+    };
+    let method = parts.method.as_str().to_ascii_lowercase();
+    let Some(op_id) = openapi::operation_id(route.template, &method) else {
+        return message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} {path} is not in the API", parts.method),
+        );
+    };
+
+    let nth = {
+        let mut w = lock(&sim.world);
+        let n = w.calls.entry(op_id.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay: Duration = lock(&sim.latency)
+        .iter()
+        .filter(|l| faults::matches(&l.op, op_id))
+        .map(|l| l.delay)
+        .sum();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let fault = lock(&sim.faults)
+        .iter()
+        .find(|f| faults::matches(&f.op, op_id) && f.nth == nth)
+        .map(|f| f.action.clone());
+    if let Some(Action::Status(code)) = fault {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = message(
+            status,
+            format!("exosim: injected fault on call {nth} of {op_id}"),
+        );
+        if code == 429 || code == 503 {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        return resp;
+    }
+
+    let (req_schema, resp_schema) = schemas(route.template, &method);
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    format!("request body is not JSON: {e}"),
+                );
+            }
+        }
+    };
+    if let Some(schema) = req_schema
+        && let Err(errors) = schema.check(&body)
+    {
+        let text = format!(
+            "{op_id}: request body does not match the spec: {}",
+            errors.join("; ")
+        );
+        lock(&sim.world).violations.push(text.clone());
+        return message(StatusCode::BAD_REQUEST, text);
+    }
+
+    let fail = fault == Some(Action::Fail);
+    let (status, value, hooks) = sim.dispatch(op_id, &route, &query, &body, fail);
+    sim.persist();
+    for hook in hooks {
+        tokio::spawn(hook.run(sim.clone()));
+    }
+    if status == StatusCode::OK
+        && let Some(schema) = resp_schema
+        && let Err(errors) = schema.check(&value)
+    {
+        let text = format!(
+            "{op_id}: answer does not match the spec: {}",
+            errors.join("; ")
+        );
+        lock(&sim.world).violations.push(text);
+    }
+    if fault == Some(Action::Drop) {
+        // The work is done; the client never learns of it.
+        let broken = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("exosim: injected connection drop"))
+        });
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Body::from_stream(broken))
+            .unwrap_or_else(|_| {
+                message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot build the dropped answer",
+                )
+            });
+    }
+    (status, axum::Json(value)).into_response()
+}
+
+/// `/_sim/…`: the simulator's own controls, outside the API and unsigned.
+fn sim_api(sim: &Sim, method: &Method, path: &str, body: &[u8]) -> Response {
+    match (method.as_str(), path) {
+        ("GET", "state") => {
+            let mut w = lock(&sim.world);
+            w.settle(now_ms());
+            let mut v = w.dump();
+            v["faults"] = json!(*lock(&sim.faults));
+            axum::Json(v).into_response()
+        }
+        ("POST", "config") => {
+            let v: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return message(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}"));
+                }
+            };
+            let strings = |key: &str| -> Vec<String> {
+                v[key]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let parsed_faults: Result<Vec<Fault>, String> =
+                strings("faults").iter().map(|s| s.parse()).collect();
+            let parsed_latency: Result<Vec<Latency>, String> =
+                strings("latency").iter().map(|s| s.parse()).collect();
+            let (new_faults, new_latency) = match (parsed_faults, parsed_latency) {
+                (Ok(f), Ok(l)) => (f, l),
+                (Err(e), _) | (_, Err(e)) => return message(StatusCode::BAD_REQUEST, e),
+            };
+            if v["clear"].as_bool() == Some(true) {
+                lock(&sim.faults).clear();
+                lock(&sim.latency).clear();
+                // Counting starts again, so `OP:1:…` means the next call.
+                lock(&sim.world).calls.clear();
+            }
+            lock(&sim.faults).extend(new_faults);
+            lock(&sim.latency).extend(new_latency);
+            if let Some(d) = v["operation-delay"].as_str() {
+                match humantime::parse_duration(d) {
+                    Ok(d) => *lock(&sim.operation_delay) = d,
+                    Err(e) => {
+                        return message(StatusCode::BAD_REQUEST, format!("operation-delay: {e}"));
+                    }
+                }
+            }
+            message(StatusCode::OK, "ok")
+        }
+        _ => message(
+            StatusCode::NOT_FOUND,
+            "exosim controls: GET /_sim/state, POST /_sim/config",
+        ),
+    }
+}
+
+/// A hook to run once the world lock is released.
+pub(super) struct Hook {
+    kind: &'static str,
+    command: String,
+    operation: String,
+    instance: SimInstance,
+}
+
+impl Hook {
+    async fn run(self, sim: Arc<Sim>) {
+        let result = self.execute(&sim).await;
+        let mut w = lock(&sim.world);
+        if let Some(op) = w.operations.get_mut(&self.operation) {
+            op.waiting_for_hook = false;
+            if let Err(why) = &result {
+                op.fail_with = Some(("fault".into(), why.clone()));
+            }
+        }
+        if let Ok(Some(ip)) = result
+            && let Some(i) = w.instances.get_mut(&self.instance.id)
+        {
+            i.public_ip = ip;
+        }
+        drop(w);
+        sim.persist();
+    }
+
+    /// Runs the command; returns the public IP it announced, if any.
+    async fn execute(&self, sim: &Sim) -> Result<Option<String>, String> {
+        let user_data_file = sim
+            .options
+            .work_dir
+            .join(format!("{}.user-data", self.instance.id));
+        let decoded = decode_user_data(self.instance.user_data.as_deref().unwrap_or(""));
+        crate::fsutil::write_atomic(&user_data_file, &decoded, crate::fsutil::PRIVATE)
+            .map_err(|e| e.to_string())?;
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} \"$@\"", self.command))
+            .arg("exosim-hook")
+            .arg(&self.instance.id)
+            .arg(&self.instance.name)
+            .arg(&user_data_file)
+            .env("EXOSIM_PUBLIC_IP", &self.instance.public_ip)
+            .env("EXOSIM_ZONE", &sim.options.zone)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("on-{} hook could not start: {e}", self.kind))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(format!(
+                "on-{} hook exited with {}: {}",
+                self.kind,
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("public-ip=").map(|s| s.trim().to_string())))
+    }
+}
+
+/// The user-data as cloud-init would see it: base64 decoded, gunzipped if gzipped.
+fn decode_user_data(b64: &str) -> Vec<u8> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap_or_default();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        if flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .is_ok()
+        {
+            return out;
+        }
+    }
+    raw
+}
+
+type Answer = (StatusCode, Value, Vec<Hook>);
+
+fn ok(v: Value) -> Answer {
+    (StatusCode::OK, v, Vec::new())
+}
+
+fn not_found(what: String) -> Answer {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"message": format!("{what} not found")}),
+        Vec::new(),
+    )
+}
+
+fn error(status: StatusCode, text: String) -> Answer {
+    (status, json!({"message": text}), Vec::new())
+}
+
+impl Sim {
+    fn check_signature(
+        &self,
+        header: &str,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), String> {
+        let parsed = signing::parse(header)
+            .ok_or("missing or malformed Authorization header (want EXO2-HMAC-SHA256)")?;
+        if parsed.credential != self.options.key {
+            return Err("invalid API key".into());
+        }
+        if parsed.expires < now_ms() / 1000 {
+            return Err("request signature expired".into());
+        }
+        let mut names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort();
+        if names != parsed.signed_query_args {
+            return Err("every query parameter must be listed in signed-query-args".into());
+        }
+        let mut sorted: Vec<&(String, String)> = query.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected = signing::signature(
+            &self.options.secret,
+            method,
+            path,
+            &sorted,
+            body,
+            parsed.expires,
+        );
+        if expected != parsed.signature {
+            return Err("invalid request signature".into());
+        }
+        Ok(())
+    }
+
+    pub(super) fn persist(&self) {
+        if let Some(path) = &self.options.state_file {
+            let text = {
+                let w = lock(&self.world);
+                serde_json::to_vec_pretty(&*w)
+            };
+            if let Ok(text) = text
+                && let Err(e) = crate::fsutil::write_atomic(path, &text, crate::fsutil::PUBLIC)
+            {
+                tracing::error!("exosim: cannot save state: {e}");
+            }
+        }
+    }
+
+    fn operation(
+        &self,
+        w: &mut World,
+        command: &str,
+        reference: &str,
+        link: Option<String>,
+        effect: Effect,
+        fail: bool,
+    ) -> String {
+        let ready = now_ms() + lock(&self.operation_delay).as_millis() as u64;
+        let id = w.new_operation(
+            command,
+            reference,
+            link,
+            ready,
+            if fail { Effect::None } else { effect },
+        );
+        if fail && let Some(op) = w.operations.get_mut(&id) {
+            op.fail_with = Some(("fault".into(), "exosim: injected operation failure".into()));
+        }
+        id
+    }
+
+    fn dispatch(
+        &self,
+        op_id: &str,
+        route: &Route,
+        query: &[(String, String)],
+        body: &Value,
+        fail: bool,
+    ) -> Answer {
+        let mut w = lock(&self.world);
+        w.settle(now_ms());
+        let id = route.param.as_str();
+        let q = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        match op_id {
+            "list-zones" => ok(
+                json!({"zones": [{"name": w.zone, "api-endpoint": "http://localhost/v2", "sos-endpoint": "http://localhost"}]}),
+            ),
+            "list-templates" => ok(json!({"templates": w.catalog.templates})),
+            "list-instance-types" => ok(json!({"instance-types": w.catalog.instance_types})),
+            "list-security-groups" => ok(json!({"security-groups": w.catalog.security_groups})),
+            "list-instances" => {
+                let labels: Vec<(String, String)> = q("labels")
+                    .map(|l| {
+                        l.split(',')
+                            .filter_map(|kv| kv.split_once('='))
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let candidates: Vec<&SimInstance> = match q("ip-address") {
+                    Some(ip) => w.instances_with_ip(&ip),
+                    None => w.instances.values().collect(),
+                };
+                let list: Vec<Value> = candidates
+                    .into_iter()
+                    .filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+                    .map(|i| w.instance_json(i, false))
+                    .collect();
+                ok(json!({"instances": list}))
+            }
+            "get-instance" => match w.instances.get(id) {
+                Some(i) => ok(w.instance_json(i, true)),
+                None => not_found(format!("instance {id}")),
+            },
+            "get-operation" => match w.operation_json(id) {
+                Some(v) => ok(v),
+                None => not_found(format!("operation {id}")),
+            },
+            "list-ssh-keys" => ok(
+                json!({"ssh-keys": w.ssh_keys.values().map(|k| json!({"name": k.name, "fingerprint": k.fingerprint})).collect::<Vec<_>>()}),
+            ),
+            "get-ssh-key" => match w.ssh_keys.get(id) {
+                Some(k) => ok(json!({"name": k.name, "fingerprint": k.fingerprint})),
+                None => not_found(format!("SSH key {id}")),
+            },
+            "list-elastic-ips" => ok(
+                json!({"elastic-ips": w.elastic_ips.values().map(|e| w.elastic_ip_json(e)).collect::<Vec<_>>()}),
+            ),
+            "get-elastic-ip" => match w.elastic_ips.get(id) {
+                Some(e) => ok(w.elastic_ip_json(e)),
+                None => not_found(format!("Elastic IP {id}")),
+            },
+            "create-instance" => self.create_instance(&mut w, body, fail),
+            "delete-instance" => {
+                let Some(instance) = w.instances.get_mut(id) else {
+                    return not_found(format!("instance {id}"));
+                };
+                if !fail {
+                    instance.state = "destroying".into();
+                }
+                let instance = instance.clone();
+                let op = self.operation(
+                    &mut w,
+                    "delete-instance",
+                    id,
+                    None,
+                    Effect::InstanceGone(id.to_string()),
+                    fail,
+                );
+                let mut hooks = Vec::new();
+                if let (Some(cmd), false) = (&self.options.on_delete, fail) {
+                    if let Some(o) = w.operations.get_mut(&op) {
+                        o.waiting_for_hook = true;
+                    }
+                    hooks.push(Hook {
+                        kind: "delete",
+                        command: cmd.clone(),
+                        operation: op.clone(),
+                        instance,
+                    });
+                }
+                (
+                    StatusCode::OK,
+                    w.operation_json(&op).unwrap_or_default(),
+                    hooks,
+                )
+            }
+            "register-ssh-key" => {
+                let name = body["name"].as_str().unwrap_or_default().to_string();
+                let public_key = body["public-key"].as_str().unwrap_or_default().to_string();
+                if w.ssh_keys.contains_key(&name) {
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!("SSH key {name:?} already exists"),
+                    );
+                }
+                if ssh_key::PublicKey::from_openssh(public_key.trim()).is_err() {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "public-key is not an OpenSSH public key".into(),
+                    );
+                }
+                let Some(fingerprint) = wire::ssh_key_fingerprint(&public_key) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "public-key cannot be decoded".into(),
+                    );
+                };
+                if !fail {
+                    w.ssh_keys.insert(
+                        name.clone(),
+                        super::world::SimSshKey {
+                            name: name.clone(),
+                            fingerprint,
+                            public_key,
+                        },
+                    );
+                }
+                let reference = uuid::Uuid::new_v4().to_string();
+                let op = self.operation(
+                    &mut w,
+                    "register-ssh-key",
+                    &reference,
+                    Some(format!("/v2/ssh-key/{name}")),
+                    Effect::None,
+                    fail,
+                );
+                ok(w.operation_json(&op).unwrap_or_default())
+            }
+            "delete-ssh-key" => {
+                if !w.ssh_keys.contains_key(id) {
+                    return not_found(format!("SSH key {id}"));
+                }
+                if !fail {
+                    w.ssh_keys.remove(id);
+                }
+                let reference = uuid::Uuid::new_v4().to_string();
+                let op = self.operation(
+                    &mut w,
+                    "delete-ssh-key",
+                    &reference,
+                    None,
+                    Effect::None,
+                    fail,
+                );
+                ok(w.operation_json(&op).unwrap_or_default())
+            }
+            "attach-instance-to-elastic-ip" | "detach-instance-from-elastic-ip" => {
+                let attach = op_id.starts_with("attach");
+                let instance_id = body["instance"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if !w.elastic_ips.contains_key(id) {
+                    return not_found(format!("Elastic IP {id}"));
+                }
+                let attachable = w
+                    .instances
+                    .get(&instance_id)
+                    .is_some_and(|i| i.state != "destroying");
+                if attach && !attachable {
+                    return not_found(format!("instance {instance_id}"));
+                }
+                let Some(eip) = w.elastic_ips.get_mut(id) else {
+                    return not_found(format!("Elastic IP {id}"));
+                };
+                let holds = eip.instances.contains(&instance_id);
+                if attach && holds {
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!("instance {instance_id} is already attached to {}", eip.ip),
+                    );
+                }
+                if !attach && !holds {
+                    return not_found(format!(
+                        "attachment of instance {instance_id} to {}",
+                        eip.ip
+                    ));
+                }
+                if !fail {
+                    if attach {
+                        eip.instances.insert(instance_id);
+                    } else {
+                        eip.instances.remove(&instance_id);
+                    }
+                }
+                let op = self.operation(
+                    &mut w,
+                    op_id,
+                    id,
+                    Some(format!("/v2/elastic-ip/{id}")),
+                    Effect::None,
+                    fail,
+                );
+                ok(w.operation_json(&op).unwrap_or_default())
+            }
+            other => error(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("exosim does not simulate {other}"),
+            ),
+        }
+    }
+
+    fn create_instance(&self, w: &mut World, body: &Value, fail: bool) -> Answer {
+        let template = body["template"]["id"].as_str().unwrap_or_default();
+        let itype = body["instance-type"]["id"].as_str().unwrap_or_default();
+        if w.template(template).is_none() {
+            return not_found(format!("template {template}"));
+        }
+        if w.instance_type(itype).is_none() {
+            return not_found(format!("instance type {itype}"));
+        }
+        let groups: Vec<String> = body["security-groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["id"].as_str().map(str::to_string))
+            .collect();
+        if let Some(g) = groups.iter().find(|g| w.security_group(g).is_none()) {
+            return not_found(format!("security group {g}"));
+        }
+        let keys: Vec<String> = body["ssh-keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(body.get("ssh-key"))
+            .filter_map(|k| k["name"].as_str().map(str::to_string))
+            .collect();
+        if let Some(k) = keys.iter().find(|k| !w.ssh_keys.contains_key(*k)) {
+            return not_found(format!("SSH key {k}"));
+        }
+        let user_data = body["user-data"].as_str().map(str::to_string);
+        if let Some(ud) = &user_data
+            && base64::engine::general_purpose::STANDARD
+                .decode(ud)
+                .is_err()
+        {
+            return error(StatusCode::BAD_REQUEST, "user-data is not base64".into());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let instance = SimInstance {
+            id: id.clone(),
+            name: body["name"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("instance-{}", &id[..8])),
+            labels: serde_json::from_value(body["labels"].clone()).unwrap_or_default(),
+            state: "starting".into(),
+            created_at: httpdate_rfc3339(),
+            public_ip: w.allocate_public_ip(),
+            template_id: template.to_string(),
+            instance_type_id: itype.to_string(),
+            security_group_ids: groups,
+            ssh_keys: keys,
+            disk_size: body["disk-size"].as_u64().unwrap_or(10),
+            user_data,
+        };
+        if !fail {
+            w.instances.insert(id.clone(), instance.clone());
+        }
+        let op = self.operation(
+            w,
+            "create-instance",
+            &id,
+            Some(format!("/v2/instance/{id}")),
+            Effect::InstanceRunning(id.clone()),
+            fail,
+        );
+        let mut hooks = Vec::new();
+        if let (Some(cmd), false) = (&self.options.on_create, fail) {
+            if let Some(o) = w.operations.get_mut(&op) {
+                o.waiting_for_hook = true;
+            }
+            hooks.push(Hook {
+                kind: "create",
+                command: cmd.clone(),
+                operation: op.clone(),
+                instance,
+            });
+        }
+        (
+            StatusCode::OK,
+            w.operation_json(&op).unwrap_or_default(),
+            hooks,
+        )
+    }
+}
+
+fn httpdate_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route exosim serves has its schemas compiled, so no check is silently skipped.
+    #[test]
+    fn every_served_route_has_compiled_schemas() {
+        let routes = [
+            ("/zone", "get"),
+            ("/instance", "get"),
+            ("/instance", "post"),
+            ("/instance/{id}", "get"),
+            ("/instance/{id}", "delete"),
+            ("/operation/{id}", "get"),
+            ("/ssh-key", "get"),
+            ("/ssh-key", "post"),
+            ("/ssh-key/{name}", "get"),
+            ("/ssh-key/{name}", "delete"),
+            ("/elastic-ip", "get"),
+            ("/elastic-ip/{id}", "get"),
+            ("/elastic-ip/{id}:attach", "put"),
+            ("/elastic-ip/{id}:detach", "put"),
+            ("/template", "get"),
+            ("/instance-type", "get"),
+            ("/security-group", "get"),
+        ];
+        for (template, method) in routes {
+            assert!(
+                openapi::operation_id(template, method).is_some(),
+                "{method} {template} is not in the spec"
+            );
+            let (req, resp) = schemas(template, method);
+            assert_eq!(
+                req.is_some(),
+                openapi::request_schema(template, method).is_some(),
+                "{method} {template} request"
+            );
+            assert!(
+                resp.is_some(),
+                "{method} {template} has no compiled answer schema"
+            );
+        }
+        assert_eq!(
+            route("/elastic-ip/abc:attach").map(|r| (r.template, r.param)),
+            Some(("/elastic-ip/{id}:attach", "abc".to_string()))
+        );
+        assert!(route("/elastic-ip/abc:explode").is_none());
+    }
+}

@@ -1,0 +1,110 @@
+//! A real exosim process for tests, and a client tuned to test speeds.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use baton::cloud::exoscale::retry::RetryPolicy;
+use baton::cloud::exoscale::{Credentials, ExoscaleClient, Timing};
+use serde_json::Value;
+
+pub const KEY: &str = "EXOtest0123456789abcdef01";
+pub const SECRET: &str = "test-secret-DO-NOT-PRINT-0123456789abcdefg";
+
+pub struct Exosim {
+    child: Child,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Exosim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Exosim {
+    pub fn start(extra: &[&str]) -> Exosim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exosim"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--key",
+                KEY,
+                "--secret",
+                SECRET,
+                "--operation-delay",
+                "50ms",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start exosim");
+        // The first line names the address; reading it is the readiness check.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("exosim: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Exosim {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn base(&self) -> String {
+        self.url.trim_end_matches("/v2").to_string()
+    }
+
+    pub async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/_sim/state", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn config(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/config", self.base()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    pub fn client(&self) -> ExoscaleClient {
+        self.client_with(Credentials::new(KEY, SECRET))
+    }
+
+    pub fn client_with(&self, creds: Credentials) -> ExoscaleClient {
+        ExoscaleClient::new(&self.url, creds, fast_timing()).unwrap()
+    }
+}
+
+pub fn fast_timing() -> Timing {
+    Timing {
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            max_elapsed: Duration::from_secs(15),
+        },
+        poll_min: Duration::from_millis(20),
+        poll_max: Duration::from_millis(100),
+        operation_timeout: Duration::from_secs(15),
+        request_timeout: Duration::from_secs(10),
+    }
+}
