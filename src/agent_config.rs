@@ -24,6 +24,28 @@ pub struct AgentConfig {
     pub backup: Backup,
     #[serde(default)]
     pub metrics: Metrics,
+    /// Where the host keeps its own state (the restore-verified marker, the backup lock).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/baton")
+}
+
+impl AgentConfig {
+    /// Reads and validates `path`, with the same messages as `baton.toml`.
+    pub fn load(path: &std::path::Path) -> Result<AgentConfig, crate::config::ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        toml::from_str(&text).map_err(|e| crate::config::ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![crate::config::problem_from_toml(&e, &text)],
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

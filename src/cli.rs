@@ -34,6 +34,58 @@ pub enum Command {
     KnownHosts(ConfigArg),
     /// Write the user-data and certificates a swap would send for one generation.
     Render(RenderArgs),
+    /// (host) Back up Prometheus and the configured paths now.
+    Backup(BackupArgs),
+    /// (host) Bring the newest verified backup back into empty data directories.
+    Restore(RestoreArgs),
+    /// (host) Back up on the configured schedule until stopped; serve metrics.
+    Agent(HostArgs),
+    /// (host) Delete backups the retention policy no longer keeps.
+    Prune(PruneArgs),
+}
+
+/// The host side's config and paths.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The host's config file.
+    #[arg(short = 'c', long = "config", default_value = crate::agent_config::PATH, value_name = "FILE")]
+    pub path: PathBuf,
+    /// Treat DIR as the root for every host path in the config (for tests and chroots).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// The hand-over backup a swap takes on the old host.
+    #[arg(long = "final")]
+    pub is_final: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Do nothing (and succeed) when the data directories already hold data.
+    #[arg(long)]
+    pub if_empty: bool,
+    /// On a running host: add the blocks of the newest backup that are missing here.
+    #[arg(long, conflicts_with = "if_empty")]
+    pub catch_up: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Print the plan, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -183,6 +183,7 @@ pub fn render(
         prometheus: Default::default(),
         backup: config.backup.clone(),
         metrics: Default::default(),
+        state_dir: "/var/lib/baton".into(),
     };
     let agent_toml =
         toml::to_string(&agent_config).map_err(|e| UserDataError::Encode(e.to_string()))?;

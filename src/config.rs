@@ -299,13 +299,13 @@ impl Config {
         // A first, untyped pass finds secrets before serde can complain about them as
         // unknown fields (and before anything could echo them).
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| invalid(vec![from_toml(&e, text)]))?;
+            toml::from_str(text).map_err(|e| invalid(vec![problem_from_toml(&e, text)]))?;
         let secrets = secret_fields(&table, "");
         if !secrets.is_empty() {
             return Err(invalid(secrets));
         }
         let mut config: Config =
-            toml::from_str(text).map_err(|e| invalid(vec![from_toml(&e, text)]))?;
+            toml::from_str(text).map_err(|e| invalid(vec![problem_from_toml(&e, text)]))?;
         config.path = path.to_path_buf();
         let problems = config.validate();
         if problems.is_empty() {
@@ -619,7 +619,7 @@ fn secret_fields(table: &toml::Table, prefix: &str) -> Vec<Problem> {
 }
 
 /// Turns a toml error into a problem naming the field, without quoting the file.
-fn from_toml(e: &toml::de::Error, text: &str) -> Problem {
+pub(crate) fn problem_from_toml(e: &toml::de::Error, text: &str) -> Problem {
     let (field, line) = match e.span() {
         Some(span) if !(span.start == 0 && span.end >= text.len()) => {
             let (field, line) = field_at(text, span.start);

@@ -1,9 +1,11 @@
 //! The one error type commands return, and the exit code each kind of failure maps to.
 
+use crate::backup::BackupError;
 use crate::cloudinit::UserDataError;
 use crate::config::ConfigError;
 use crate::fsutil::FileError;
 use crate::identity::IdentityError;
+use crate::store::StoreError;
 
 /// Exit code for bad input: nothing was touched (clap uses 2 for usage errors too).
 pub const EXIT_BAD_INPUT: i32 = 2;
@@ -20,6 +22,10 @@ pub enum Error {
     UserData(#[from] UserDataError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The command line or the files it names cannot be used as they are.
     #[error("{message}\n  fix: {fix}")]
     BadInput { message: String, fix: String },
@@ -38,6 +44,10 @@ impl Error {
             Error::Config(_) | Error::BadInput { .. } => EXIT_BAD_INPUT,
             Error::UserData(UserDataError::TooLarge { .. }) => EXIT_BAD_INPUT,
             Error::Identity(IdentityError::Load { .. }) => EXIT_BAD_INPUT,
+            Error::Backup(BackupError::TargetNotEmpty { .. }) => EXIT_BAD_INPUT,
+            Error::Store(StoreError::BadUrl { .. } | StoreError::MissingCredentials { .. }) => {
+                EXIT_BAD_INPUT
+            }
             _ => EXIT_FAILED,
         }
     }

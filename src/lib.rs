@@ -5,6 +5,7 @@
 //! ([`identity`]), and the user-data they boot from ([`cloudinit`]).
 
 pub mod agent_config;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod cloud;
@@ -17,5 +18,7 @@ pub mod fsutil;
 pub mod identity;
 pub mod openapi;
 pub mod schedule;
+pub mod state;
+pub mod store;
 
 pub use error::Error;

@@ -1,8 +1,12 @@
 //! One file per subcommand.
 
+pub mod agent;
+pub mod backup;
 pub mod init;
 pub mod known_hosts;
+pub mod prune;
 pub mod render;
+pub mod restore;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -12,5 +16,62 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Init(args) => init::run(&args),
         Command::KnownHosts(args) => known_hosts::run(&args.path),
         Command::Render(args) => render::run(&args),
+        Command::Backup(args) => block_on(backup::run(&args)),
+        Command::Restore(args) => block_on(restore::run(&args)),
+        Command::Agent(args) => block_on(agent::run(&args)),
+        Command::Prune(args) => block_on(prune::run(&args)),
+    }
+}
+
+/// The async commands run on a runtime made here, so the sync ones start instantly.
+fn block_on(f: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Error::bad_input(
+                format!("cannot start the async runtime: {e}"),
+                "check the process limits",
+            )
+        })?
+        .block_on(f)
+}
+
+/// The host side's config, store and path mapping, opened once per command.
+pub(crate) struct HostContext {
+    pub config: crate::agent_config::AgentConfig,
+    pub host: crate::backup::Host,
+    pub store: std::sync::Arc<dyn crate::store::ObjectStore>,
+}
+
+impl HostContext {
+    pub async fn open(args: &crate::cli::HostArgs) -> Result<HostContext, Error> {
+        let config = crate::agent_config::AgentConfig::load(&args.path)?;
+        let store = crate::store::open(&config.store).await?;
+        Ok(HostContext {
+            host: crate::backup::Host::new(args.root.as_deref()),
+            config,
+            store,
+        })
+    }
+
+    pub fn tsdb(&self) -> crate::backup::prometheus::PrometheusAdmin {
+        crate::backup::prometheus::PrometheusAdmin::new(
+            &self.config.prometheus.url,
+            &self.host.path(&self.config.prometheus.data_dir),
+        )
+    }
+}
+
+/// Prints `value` as JSON, or `human` when --json was not given.
+pub(crate) fn print(json: bool, value: &impl serde::Serialize, human: impl FnOnce() -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", human());
     }
 }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+pub mod prom;
+pub mod s3;
+
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 
 /// Runs baton with `args` in `dir`, with no operator secrets in the environment.

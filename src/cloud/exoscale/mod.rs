@@ -174,7 +174,7 @@ impl ExoscaleClient {
             error: CloudError::Http {
                 request: request.clone(),
                 status: 0,
-                message: transport_message(&e),
+                message: error_chain(&e),
             },
             retryable: true,
             retry_after: None,
@@ -435,7 +435,7 @@ fn parse_ip(s: &str, what: &str) -> Result<IpAddr, CloudError> {
 }
 
 /// reqwest's Display stops at "error sending request"; the cause is what helps.
-fn transport_message(e: &reqwest::Error) -> String {
+pub fn error_chain(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -1,0 +1,103 @@
+//! A backup is its manifest: written last, it lists every object with its size and sha256.
+//! Objects without a manifest that names them are not a backup.
+
+use serde::{Deserialize, Serialize};
+
+pub const MANIFESTS: &str = "backups/manifests/";
+pub const BLOCKS: &str = "backups/blocks/";
+pub const ARCHIVES: &str = "backups/archives/";
+/// Written after a block's `meta.json`: the block is complete in the store.
+pub const BLOCK_INDEX: &str = ".baton-block.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub version: u32,
+    pub generation: u64,
+    pub created: String,
+    /// The hand-over backup a swap takes on the old host.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub blocks: Vec<Block>,
+    pub archives: Vec<Archive>,
+}
+
+/// One immutable TSDB block, named by its ULID.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Block {
+    pub ulid: String,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Relative to the block directory, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A host path (e.g. `/srv/acme`) as a tar + gzip archive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Archive {
+    pub path: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Block {
+    pub fn key(&self, file: &FileEntry) -> String {
+        format!("{BLOCKS}{}/{}", self.ulid, file.path)
+    }
+}
+
+pub fn block_index_key(ulid: &str) -> String {
+    format!("{BLOCKS}{ulid}/{BLOCK_INDEX}")
+}
+
+/// `backups/manifests/20261122T101500.123Z-g7.json`: names sort by time.
+pub fn manifest_key(created: &chrono::DateTime<chrono::Utc>, generation: u64) -> String {
+    format!(
+        "{MANIFESTS}{}-g{generation}.json",
+        created.format("%Y%m%dT%H%M%S%.3fZ")
+    )
+}
+
+/// The time a manifest key names, if it is one of ours.
+pub fn manifest_time(key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let name = key.strip_prefix(MANIFESTS)?;
+    let stamp = name.split('-').next()?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// A ULID: 26 Crockford base32 characters (what Prometheus names blocks).
+pub fn is_ulid(name: &str) -> bool {
+    name.len() == 26
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_keys_sort_by_time_and_parse_back() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:15:00.123Z")
+            .unwrap()
+            .to_utc();
+        let key = manifest_key(&t, 7);
+        assert_eq!(key, "backups/manifests/20261122T101500.123Z-g7.json");
+        assert_eq!(manifest_time(&key), Some(t));
+        let later = manifest_key(&(t + chrono::Duration::seconds(1)), 3);
+        assert!(later > key);
+        assert!(
+            is_ulid("01HZX3K5V0J9W8Q7E6R5T4Y3M2")
+                && !is_ulid("snapshots")
+                && !is_ulid("01hzx3k5v0j9w8q7e6r5t4y3m2")
+        );
+    }
+}

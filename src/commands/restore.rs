@@ -1,0 +1,25 @@
+//! `baton restore`: at boot, before the stack starts (`--catch-up` at a swap's hand-over).
+
+use crate::backup::restore::{catch_up, restore};
+use crate::cli::RestoreArgs;
+use crate::error::Error;
+
+pub async fn run(args: &RestoreArgs) -> Result<(), Error> {
+    let ctx = super::HostContext::open(&args.host).await?;
+    let report = if args.catch_up {
+        catch_up(ctx.store.as_ref(), &ctx.host, &ctx.config).await?
+    } else {
+        restore(ctx.store.as_ref(), &ctx.host, &ctx.config, args.if_empty).await?
+    };
+    for fallback in &report.fell_back {
+        eprintln!("warning: skipped {fallback}");
+    }
+    super::print(args.host.json, &report, || match &report.manifest {
+        Some(m) => format!(
+            "restored {m}: {} blocks, {} archives, {} bytes",
+            report.blocks, report.archives, report.bytes
+        ),
+        None => report.note.clone(),
+    });
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `state.json` in the store: which generation is active. The swap's commit writes it;
+//! every host reads it before it uploads anything.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ObjectStore, StoreError};
+
+pub const KEY: &str = "state.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SiteState {
+    pub version: u32,
+    pub active: Option<Active>,
+    #[serde(default)]
+    pub leftovers: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Active {
+    pub generation: u64,
+    pub instance: String,
+    pub address: String,
+    pub since: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "{key} in {store} is not valid: {reason}\n  fix: restore it from the store's history, or let `baton swap` rewrite it"
+    )]
+    Corrupt {
+        key: &'static str,
+        store: String,
+        reason: String,
+    },
+}
+
+/// The store's state, or `None` before the first swap committed.
+pub async fn read(store: &dyn ObjectStore) -> Result<Option<SiteState>, StateError> {
+    match store.get(KEY).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                key: KEY,
+                store: store.describe(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+pub async fn write(store: &dyn ObjectStore, state: &SiteState) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Corrupt {
+        key: KEY,
+        store: store.describe(),
+        reason: e.to_string(),
+    })?;
+    store.put(KEY, bytes).await?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The object store, behind a trait: `s3://bucket/prefix` on any S3-compatible service, or
+//! `file:///path` on a local folder with the same semantics.
+//!
+//! Keys are relative to the store's prefix and use `/`. Writes are whole or absent: a
+//! reader never sees half an object. `create_new` only creates (it is how the lock and
+//! manifests avoid ever overwriting anything).
+
+pub mod fs;
+pub mod s3;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::Store as StoreConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// What a download wrote, and its sha256 (hex), computed as the bytes went by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What a conditional create found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    AlreadyExists,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "store URL {url:?} is not usable: {reason}\n  fix: write s3://bucket/prefix or file:///absolute/path"
+    )]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "{var} is not set: the s3 store needs credentials\n  fix: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    MissingCredentials { var: &'static str },
+    #[error("object key {0:?} is not allowed (empty, absolute, or with . or .. segments)")]
+    BadKey(String),
+    #[error("{op} {key} in {store}: {reason}")]
+    Io {
+        op: &'static str,
+        key: String,
+        store: String,
+        reason: String,
+    },
+    #[error(
+        "{store} ignores conditional writes (If-None-Match: *): baton cannot lock or protect \
+         manifests there\n  fix: use a store that supports conditional PUT (AWS S3, Exoscale SOS, \
+         MinIO, Garage) or the local file store"
+    )]
+    NoConditionalWrites { store: String },
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Writes `bytes` at `key`, replacing what is there.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Uploads the file at `path` (multipart when large; memory stays bounded).
+    async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StoreError>;
+    /// Writes `bytes` at `key` only if nothing is there yet.
+    async fn create_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Streams `key` into `path`, hashing on the way; `Ok(None)` when there is no such object.
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// Deletes `key`; a missing object is success.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// A human name for messages: the URL.
+    fn describe(&self) -> String;
+}
+
+/// Opens the store a config names. S3 credentials come from the environment only.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if let Some(path) = config.url.strip_prefix("file://") {
+        return Ok(Arc::new(fs::FsStore::new(Path::new(path), &config.url)?));
+    }
+    if config.url.starts_with("s3://") {
+        return Ok(Arc::new(s3::S3Store::from_config(config).await?));
+    }
+    Err(StoreError::BadUrl {
+        url: config.url.clone(),
+        reason: "unknown scheme".into(),
+    })
+}
+
+/// Keys are `/`-separated, relative, without `.`/`..` segments: they can never name a
+/// path outside a file store's root.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadKey(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_cannot_escape() {
+        for bad in ["", "/etc/passwd", "a/../b", "./a", "a//b", ".."] {
+            assert!(super::check_key(bad).is_err(), "{bad}");
+        }
+        super::check_key("backups/blocks/01H/chunks/000001").unwrap();
+    }
+}

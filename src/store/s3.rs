@@ -1,0 +1,420 @@
+//! `s3://bucket/prefix` through aws-sdk-s3, for any S3-compatible service.
+//!
+//! The SDK's defaults are tuned for AWS: it sends CRC32 checksum headers and aws-chunked
+//! bodies that many S3-compatible stores reject. Checksums are therefore "when required".
+//! Static credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; no AWS
+//! config files or instance metadata are consulted.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::io::AsyncReadExt;
+use tokio::sync::OnceCell;
+
+use super::{Created, Downloaded, ObjectMeta, ObjectStore, StoreError, check_key};
+use crate::config::Store as StoreConfig;
+
+/// Files above this go up in parts, so memory stays at one part per transfer.
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+pub const PART_SIZE: usize = 8 << 20;
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    url: String,
+    conditional_writes: OnceCell<bool>,
+}
+
+impl S3Store {
+    pub async fn from_config(config: &StoreConfig) -> Result<S3Store, StoreError> {
+        let get = |var: &'static str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or(StoreError::MissingCredentials { var })
+        };
+        let credentials = Credentials::new(
+            get("AWS_ACCESS_KEY_ID")?,
+            get("AWS_SECRET_ACCESS_KEY")?,
+            None,
+            None,
+            "environment",
+        );
+        let endpoint = config.endpoint.clone().ok_or_else(|| StoreError::BadUrl {
+            url: config.url.clone(),
+            reason: "an s3:// store needs [store] endpoint".into(),
+        })?;
+        let region = config
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_string());
+        Self::new(&config.url, &endpoint, &region, credentials)
+    }
+
+    pub fn new(
+        url: &str,
+        endpoint: &str,
+        region: &str,
+        credentials: Credentials,
+    ) -> Result<S3Store, StoreError> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| StoreError::BadUrl {
+                url: url.into(),
+                reason: "not s3://".into(),
+            })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::BadUrl {
+                url: url.into(),
+                reason: "no bucket".into(),
+            });
+        }
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        Ok(S3Store {
+            client: Client::from_conf(conf),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            url: url.to_string(),
+            conditional_writes: OnceCell::new(),
+        })
+    }
+
+    fn full(&self, key: &str) -> Result<String, StoreError> {
+        check_key(key)?;
+        Ok(if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        })
+    }
+
+    fn io<E: std::error::Error + 'static>(&self, op: &'static str, key: &str, e: E) -> StoreError {
+        StoreError::Io {
+            op,
+            key: key.to_string(),
+            store: self.url.clone(),
+            reason: DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
+        let r = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Created::Created),
+            Err(e) if status(&e) == Some(412) => Ok(Created::AlreadyExists),
+            Err(e) => Err(self.io("create", key, e)),
+        }
+    }
+
+    /// Writes one probe object twice: a server that honours `If-None-Match: *` refuses
+    /// the second. Done once per process; the answer is remembered.
+    async fn supports_conditional_writes(&self) -> Result<bool, StoreError> {
+        self.conditional_writes
+            .get_or_try_init(|| async {
+                let key = format!(".baton-probe/{}", uuid::Uuid::new_v4());
+                let first = self.put_if_absent(&key, b"probe".to_vec()).await?;
+                let second = self.put_if_absent(&key, b"probe".to_vec()).await?;
+                self.delete(&key).await?;
+                Ok((first, second) == (Created::Created, Created::AlreadyExists))
+            })
+            .await
+            .copied()
+    }
+
+    async fn multipart(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        let full = self.full(key)?;
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| self.io("start upload of", key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+        let result = async {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| self.io("open local file for", key, e))?;
+            let mut parts = Vec::new();
+            let mut total = 0u64;
+            let mut buf = vec![0u8; PART_SIZE];
+            for number in 1.. {
+                let mut filled = 0;
+                while filled < PART_SIZE {
+                    let n = file
+                        .read(&mut buf[filled..])
+                        .await
+                        .map_err(|e| self.io("read local file for", key, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 && number > 1 {
+                    break;
+                }
+                total += filled as u64;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(buf[..filled].to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| self.io("upload a part of", key, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+                if filled < PART_SIZE {
+                    break;
+                }
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.io("complete upload of", key, e))?;
+            Ok(total)
+        }
+        .await;
+        if result.is_err() {
+            // Parts of an abandoned upload cost storage until aborted.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| self.io("write", key, e))?;
+        Ok(())
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| self.io("stat local file for", key, e))?
+            .len();
+        if size > MULTIPART_THRESHOLD {
+            return self.multipart(key, path).await;
+        }
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| self.io("read local file for", key, e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.io("write", key, e))?;
+        Ok(size)
+    }
+
+    async fn create_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
+        if !self.supports_conditional_writes().await? {
+            return Err(StoreError::NoConditionalWrites {
+                store: self.url.clone(),
+            });
+        }
+        self.put_if_absent(key, bytes).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.io("read", key, e))?;
+                Ok(Some(data.into_bytes().to_vec()))
+            }
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                    || status(&e) == Some(404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.io("read", key, e)),
+        }
+    }
+
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        use tokio::io::AsyncWriteExt;
+        let mut out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                    || status(&e) == Some(404) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.io("read", key, e)),
+        };
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| self.io("write local copy of", key, e))?;
+        let mut total = 0u64;
+        while let Some(chunk) = out
+            .body
+            .try_next()
+            .await
+            .map_err(|e| self.io("read", key, e))?
+        {
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| self.io("write local copy of", key, e))?;
+            total += chunk.len() as u64;
+        }
+        file.flush()
+            .await
+            .map_err(|e| self.io("write local copy of", key, e))?;
+        Ok(Some(Downloaded {
+            size: total,
+            sha256: hex::encode(hasher.finalize()),
+        }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let full_prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}/{prefix}", self.prefix)
+        };
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.io("list", prefix, e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key()
+                    && k.len() >= strip
+                    && !k[strip..].starts_with(".baton-probe/")
+                {
+                    out.push(ObjectMeta {
+                        key: k[strip..].to_string(),
+                        size: o.size().unwrap_or(0) as u64,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.io("delete", key, e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+}

@@ -1,0 +1,561 @@
+//! Backups and restores against Debian's Prometheus 2.42 and a real S3-compatible server
+//! (s3s-fs, signatures checked), through the real `baton` binary.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use baton::store::ObjectStore;
+use common::prom::{Prometheus, synthetic_blocks};
+use common::s3::S3Server;
+use common::*;
+use serde_json::{Value, json};
+
+/// One simulated host: its root directory (data under ROOT/srv/prometheus, state under
+/// ROOT/var/lib/baton) and its agent.toml.
+struct HostDir {
+    root: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl HostDir {
+    fn new(s3: &S3Server, prefix: &str, generation: u64, prometheus_url: &str) -> HostDir {
+        let root = tempfile::tempdir().unwrap();
+        let config = root.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "generation = {generation}\n\n[store]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\n\
+                 [prometheus]\nurl = \"{prometheus_url}\"\ndata_dir = \"/srv/prometheus\"\n\n\
+                 [backup]\nschedule = \"* * * * * *\"\npaths = [\"/srv/acme\"]\nkeep_last = 60\nkeep_hourly = 48\nkeep_daily = 14\n\n\
+                 [metrics]\nlisten = \"127.0.0.1:{}\"\n",
+                s3.url(prefix),
+                s3.endpoint,
+                free_port()
+            ),
+        )
+        .unwrap();
+        HostDir { root, config }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.path().join(p)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.path("srv/prometheus")
+    }
+
+    fn baton(&self, s3: &S3Server, args: &[&str]) -> Output {
+        Command::new(BATON)
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--root")
+            .arg(self.root.path())
+            .envs(s3.env())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, s3: &S3Server, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&ok(self.baton(s3, &a))).unwrap()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn set_active(s3: &S3Server, prefix: &str, generation: u64) {
+    let store = s3.store(prefix);
+    let state = json!({"version": 1, "active": {"generation": generation, "instance": "i", "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
+    rt().block_on(store.put("state.json", serde_json::to_vec(&state).unwrap()))
+        .unwrap();
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Synthetic history (6h to 2h ago) plus a Prometheus that keeps scraping itself.
+fn running_host(s3: &S3Server, prefix: &str, generation: u64) -> (HostDir, Prometheus) {
+    let host = HostDir::new(s3, prefix, generation, "http://prometheus.invalid");
+    synthetic_blocks(
+        &host.data(),
+        &host.path("work"),
+        5,
+        now() - 6 * 3600,
+        now() - 2 * 3600,
+    );
+    let prom = Prometheus::start(&host.data(), &host.path("work"));
+    let config = std::fs::read_to_string(&host.config)
+        .unwrap()
+        .replace("http://prometheus.invalid", &prom.url);
+    std::fs::write(&host.config, config).unwrap();
+    std::fs::create_dir_all(host.path("srv/acme")).unwrap();
+    std::fs::write(
+        host.path("srv/acme/acme.json"),
+        r#"{"certs": ["blog.example.org"]}"#,
+    )
+    .unwrap();
+    (host, prom)
+}
+
+fn wait_for_samples(prom: &Prometheus, at_least: u64) {
+    wait_for("self-scraped samples", Duration::from_secs(30), || {
+        let v = prom.query("count_over_time(up[1h])")?;
+        let n: u64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+        (n >= at_least).then_some(())
+    });
+}
+
+fn manifests(s3: &S3Server, prefix: &str) -> Vec<String> {
+    rt().block_on(s3.store(prefix).list("backups/manifests/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+#[test]
+fn backup_restore_and_a_second_prometheus_answers_the_same() {
+    let s3 = S3Server::start();
+    let (host, prom) = running_host(&s3, "site", 1);
+    // Generation 1 on a first deploy: nothing to restore, but its own data counts.
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "site", 1);
+    wait_for_samples(&prom, 3);
+
+    let first = host.json(&s3, &["backup"]);
+    assert!(first["blocks"].as_u64().unwrap() >= 2, "{first}");
+    assert_eq!(first["blocks_uploaded"], first["blocks"]);
+    assert_eq!(first["archives_uploaded"], 1);
+    assert!(
+        !host
+            .data()
+            .join("snapshots")
+            .read_dir()
+            .unwrap()
+            .any(|_| true),
+        "the snapshot was not deleted"
+    );
+
+    // Restore into an empty host, start a second Prometheus there.
+    let fresh = HostDir::new(&s3, "site", 2, "http://unused");
+    let restored = fresh.json(&s3, &["restore"]);
+    assert_eq!(restored["manifest"], first["manifest"]);
+    assert_eq!(
+        std::fs::read_to_string(fresh.path("srv/acme/acme.json")).unwrap(),
+        r#"{"certs": ["blog.example.org"]}"#
+    );
+    let marker: Value =
+        serde_json::from_slice(&std::fs::read(fresh.path("var/lib/baton/restore.json")).unwrap())
+            .unwrap();
+    assert_eq!(marker["generation"], 2);
+    let second = Prometheus::start(&fresh.data(), &fresh.path("work"));
+
+    let (start, end) = (now() - 6 * 3600, now() - 2 * 3600);
+    let original = prom.range("baton_test_value", start, end, 300);
+    assert_eq!(original.as_array().unwrap().len(), 5, "{original}");
+    assert_eq!(second.range("baton_test_value", start, end, 300), original);
+    // The live (head) samples came along too.
+    let head_original = prom.range("up", now() - 600, now(), 1);
+    let head_restored = second.range("up", now() - 600, now(), 1);
+    assert!(
+        !head_restored.as_array().unwrap().is_empty(),
+        "head samples were not restored"
+    );
+    let restored_samples = head_restored[0]["values"].as_array().unwrap();
+    let original_samples = head_original[0]["values"].as_array().unwrap();
+    assert!(
+        restored_samples
+            .iter()
+            .all(|s| original_samples.contains(s)),
+        "restored samples differ from the original's"
+    );
+
+    // Restoring again over data is refused (exit 2, nothing touched) unless --if-empty.
+    let again = fresh.baton(&s3, &["restore"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("already holds data"));
+    ok(fresh.baton(&s3, &["restore", "--if-empty"]));
+}
+
+#[test]
+fn a_second_backup_uploads_only_the_new_blocks() {
+    let s3 = S3Server::start();
+    let (host, prom) = running_host(&s3, "incr", 1);
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "incr", 1);
+    wait_for_samples(&prom, 2);
+    let first = host.json(&s3, &["backup"]);
+    let before = s3.request_count();
+    let stored_before: Vec<String> = rt()
+        .block_on(s3.store("incr").list("backups/blocks/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    wait_for_samples(&prom, 5);
+    let second = host.json(&s3, &["backup"]);
+
+    // The historical blocks are stored; only the snapshot's head block is new.
+    assert_eq!(second["blocks"], first["blocks"]);
+    assert_eq!(second["blocks_uploaded"], 1, "{second}");
+    assert_eq!(
+        second["archives_uploaded"], 0,
+        "an unchanged path was uploaded again"
+    );
+    let puts: Vec<String> = s3
+        .requests_since(before)
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.path)
+        .collect();
+    for old in &stored_before {
+        assert!(
+            !puts.iter().any(|p| p.ends_with(old.as_str())),
+            "{old} was uploaded again"
+        );
+    }
+    // Byte count: exactly the new block's objects plus the manifest.
+    let store = s3.store("incr");
+    let all = rt().block_on(store.list("backups/")).unwrap();
+    let new_bytes: u64 = all
+        .iter()
+        .filter(|o| o.key.starts_with("backups/blocks/") && !stored_before.contains(&o.key))
+        .map(|o| o.size)
+        .sum();
+    let manifest_bytes = all
+        .iter()
+        .find(|o| o.key == second["manifest"].as_str().unwrap())
+        .unwrap()
+        .size;
+    assert_eq!(
+        second["bytes_uploaded"].as_u64().unwrap(),
+        new_bytes + manifest_bytes
+    );
+    assert!(second["bytes_uploaded"].as_u64().unwrap() < first["bytes_uploaded"].as_u64().unwrap());
+}
+
+#[test]
+fn a_corrupt_or_missing_object_falls_back_to_the_previous_backup() {
+    let s3 = S3Server::start();
+    let (host, prom) = running_host(&s3, "corrupt", 1);
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "corrupt", 1);
+    wait_for_samples(&prom, 2);
+    let first = host.json(&s3, &["backup"]);
+    wait_for_samples(&prom, 4);
+    let second = host.json(&s3, &["backup"]);
+
+    // Damage a chunk of the block only the newest backup has.
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(s3.object_path("corrupt", second["manifest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let firsts: Value = serde_json::from_slice(
+        &std::fs::read(s3.object_path("corrupt", first["manifest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let old: Vec<&Value> = firsts["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["ulid"])
+        .collect();
+    let newest = m["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| !old.contains(&&b["ulid"]))
+        .unwrap();
+    let chunk = newest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().starts_with("chunks/"))
+        .unwrap();
+    let object = s3.object_path(
+        "corrupt",
+        &format!(
+            "backups/blocks/{}/{}",
+            newest["ulid"].as_str().unwrap(),
+            chunk["path"].as_str().unwrap()
+        ),
+    );
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&object, &bytes).unwrap();
+
+    let fresh = HostDir::new(&s3, "corrupt", 2, "http://unused");
+    let out = fresh.baton(&s3, &["restore", "--json"]);
+    let report: Value = serde_json::from_str(&ok_ref(&out)).unwrap();
+    assert_eq!(report["manifest"], first["manifest"], "{report}");
+    assert!(
+        report["fell_back"][0]
+            .as_str()
+            .unwrap()
+            .contains("is corrupt"),
+        "{report}"
+    );
+    assert!(
+        stderr(&out).contains("skipped"),
+        "the fallback must be said: {}",
+        stderr(&out)
+    );
+    assert!(
+        !fresh.path("srv").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".baton-restore")),
+        "staging left behind"
+    );
+
+    // Missing instead of corrupt: the same.
+    std::fs::remove_file(&object).unwrap();
+    let fresh = HostDir::new(&s3, "corrupt", 3, "http://unused");
+    let report = fresh.json(&s3, &["restore"]);
+    assert_eq!(report["manifest"], first["manifest"]);
+    assert!(
+        report["fell_back"][0]
+            .as_str()
+            .unwrap()
+            .contains("is missing"),
+        "{report}"
+    );
+}
+
+fn ok_ref(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({}):\n{}{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+#[test]
+fn a_host_that_is_not_active_or_not_restored_uploads_nothing() {
+    let s3 = S3Server::start();
+    let host = HostDir::new(&s3, "passive", 1, "http://127.0.0.1:9");
+    // Not restored yet.
+    let before = s3.request_count();
+    let out = host.baton(&s3, &["backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has not verified its own restore"),
+        "{}",
+        stderr(&out)
+    );
+    // Restored, but another generation is active.
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "passive", 2);
+    let out = host.baton(&s3, &["backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("this host is generation 1, the store's active generation is 2"),
+        "{}",
+        stderr(&out)
+    );
+    let writes: Vec<_> = s3
+        .requests_since(before)
+        .into_iter()
+        .filter(|r| r.method == "PUT" && !r.path.ends_with("state.json"))
+        .collect();
+    assert!(writes.is_empty(), "a passive host wrote: {writes:?}");
+    // Pruning is writing too.
+    let out = host.baton(&s3, &["prune"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not uploading"), "{}", stderr(&out));
+}
+
+#[test]
+fn kill_9_during_an_upload_leaves_the_previous_backup_restorable() {
+    let s3 = S3Server::start();
+    let (host, prom) = running_host(&s3, "kill", 1);
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "kill", 1);
+    wait_for_samples(&prom, 2);
+    let first = host.json(&s3, &["backup"]);
+    wait_for_samples(&prom, 4);
+
+    s3.put_delay_ms
+        .store(400, std::sync::atomic::Ordering::SeqCst);
+    let before = s3.request_count();
+    let mut child = Command::new(BATON)
+        .args(["backup", "-c"])
+        .arg(&host.config)
+        .arg("--root")
+        .arg(host.root.path())
+        .envs(s3.env())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the second backup's first block upload",
+        Duration::from_secs(30),
+        || {
+            s3.requests_since(before)
+                .iter()
+                .any(|r| r.method == "PUT" && r.path.contains("/backups/blocks/"))
+                .then_some(())
+        },
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    s3.put_delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+
+    assert_eq!(
+        manifests(&s3, "kill"),
+        [first["manifest"].as_str().unwrap()],
+        "a manifest was written by the killed backup"
+    );
+    let fresh = HostDir::new(&s3, "kill", 2, "http://unused");
+    let restored = fresh.json(&s3, &["restore"]);
+    assert_eq!(restored["manifest"], first["manifest"]);
+    assert_eq!(restored["fell_back"], json!([]));
+    // And the next backup completes, re-uploading what the killed one left half-done.
+    let third = host.json(&s3, &["backup"]);
+    assert_eq!(third["blocks_uploaded"], 1, "{third}");
+}
+
+#[test]
+fn the_agent_backs_up_on_schedule_serves_metrics_and_backs_up_once_more_on_sigterm() {
+    let s3 = S3Server::start();
+    let (host, prom) = running_host(&s3, "agent", 1);
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "agent", 1);
+    wait_for_samples(&prom, 2);
+    let config = std::fs::read_to_string(&host.config).unwrap();
+    let port: u16 = config
+        .split("listen = \"127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut child = Command::new(BATON)
+        .args(["agent", "-c"])
+        .arg(&host.config)
+        .arg("--root")
+        .arg(host.root.path())
+        .envs(s3.env())
+        .spawn()
+        .unwrap();
+    let metrics = wait_for("two scheduled backups", Duration::from_secs(60), || {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .ok()?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        let done: u64 = text
+            .lines()
+            .find(|l| l.starts_with("baton_backups_total "))?
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (done >= 2).then_some(text)
+    });
+    assert!(
+        metrics.contains("# TYPE baton_backup_last_success_timestamp_seconds gauge"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("baton_backup_uploaded_bytes_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let before = manifests(&s3, "agent").len();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "agent exit: {status}");
+    let after = manifests(&s3, "agent").len();
+    assert!(
+        after > before,
+        "no final backup on SIGTERM ({before} -> {after})"
+    );
+}
+
+#[test]
+fn only_one_backup_runs_at_a_time_on_a_host() {
+    let s3 = S3Server::start();
+    let host = HostDir::new(&s3, "lock", 1, "http://127.0.0.1:9");
+    let config = baton::agent_config::AgentConfig::load(&host.config).unwrap();
+    let h = baton::backup::Host::new(Some(host.root.path()));
+    let _held = baton::backup::HostLock::take(&h, &config).unwrap();
+    let out = host.baton(&s3, &["backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another backup or restore is running"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn prune_plans_then_deletes_manifests_first_and_unreferenced_blocks() {
+    let s3 = S3Server::start();
+    let (host, prom) = running_host(&s3, "prune", 1);
+    ok(host.baton(&s3, &["restore", "--if-empty"]));
+    set_active(&s3, "prune", 1);
+    let mut names = Vec::new();
+    for n in 0..3 {
+        wait_for_samples(&prom, 2 + 2 * n);
+        names.push(
+            host.json(&s3, &["backup"])["manifest"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // keep only the newest (the hourly and daily rules keep it too)
+    let config = std::fs::read_to_string(&host.config)
+        .unwrap()
+        .replace("keep_last = 60", "keep_last = 1")
+        .replace("keep_hourly = 48", "keep_hourly = 0")
+        .replace("keep_daily = 14", "keep_daily = 0");
+    std::fs::write(&host.config, config).unwrap();
+    let plan = host.json(&s3, &["prune", "--dry-run"]);
+    assert_eq!(plan["keep"], json!([names[2]]));
+    assert_eq!(plan["delete_manifests"], json!([names[0], names[1]]));
+    assert_eq!(
+        plan["delete_blocks"], 2,
+        "the two older head blocks: {plan}"
+    );
+    assert_eq!(
+        manifests(&s3, "prune").len(),
+        3,
+        "--dry-run deleted something"
+    );
+    ok(host.baton(&s3, &["prune"]));
+    assert_eq!(manifests(&s3, "prune"), [names[2].clone()]);
+    let fresh = HostDir::new(&s3, "prune", 2, "http://unused");
+    assert_eq!(
+        fresh.json(&s3, &["restore"])["manifest"],
+        json!(names[2]),
+        "the kept backup is whole"
+    );
+}
