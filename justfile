@@ -17,3 +17,7 @@ lint:
 demo:
     cargo build --quiet
     scripts/demo
+
+# Benchmark backups against restic on a >= 1 GiB TSDB (minutes; cached data in /var/tmp).
+bench-backup:
+    scripts/bench-backup

@@ -180,11 +180,15 @@ impl HostLock {
     }
 }
 
-/// sha256 of a file, hex.
-pub(crate) fn sha256_file(path: &Path) -> Result<(u64, String), BackupError> {
+/// Size and sha256 (hex) of a file.
+pub fn sha256_of(path: &Path) -> std::io::Result<(u64, String)> {
     use sha2::Digest;
-    let mut f = std::fs::File::open(path).map_err(io("read", path))?;
+    let mut f = std::fs::File::open(path)?;
     let mut h = sha2::Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).map_err(io("read", path))?;
+    let n = std::io::copy(&mut f, &mut h)?;
     Ok((n, hex::encode(h.finalize())))
+}
+
+pub(crate) fn sha256_file(path: &Path) -> Result<(u64, String), BackupError> {
+    sha256_of(path).map_err(io("read", path))
 }

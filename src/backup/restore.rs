@@ -11,6 +11,9 @@ use super::{BackupError, Host, HostLock, RestoreMarker, io, marker_path};
 use crate::agent_config::AgentConfig;
 use crate::store::ObjectStore;
 
+/// Downloads in flight at once: they stream to disk, so this costs sockets, not memory.
+const PARALLEL_DOWNLOADS: usize = 8;
+
 /// The marker file in the state directory.
 pub const MARKER: &str = "restore.json";
 
@@ -202,7 +205,7 @@ async fn fetch_blocks(
         .collect();
     futures_util::stream::iter(jobs)
         .map(|(key, path, size, sha)| async move { fetch(store, &key, &path, size, &sha).await })
-        .buffer_unordered(super::upload::PARALLEL_TRANSFERS)
+        .buffer_unordered(PARALLEL_DOWNLOADS)
         .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
         .await
 }

@@ -14,6 +14,8 @@ use crate::store::{Created, ObjectStore};
 
 /// Transfers in flight at once: enough to fill a link, few enough to bound memory.
 pub const PARALLEL_TRANSFERS: usize = 4;
+/// Small requests (is this block stored?) in flight at once.
+const PARALLEL_CHECKS: usize = 16;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BackupReport {
@@ -57,6 +59,7 @@ pub async fn backup(
     }
     let started = Instant::now();
     let snapshot = tsdb.snapshot().await?;
+    tracing::debug!("snapshot taken after {:?}", started.elapsed());
     let _cleanup = RemoveOnDrop(snapshot.clone());
 
     let mut block_dirs: Vec<(String, PathBuf)> = std::fs::read_dir(&snapshot)
@@ -80,16 +83,33 @@ pub async fn backup(
         bytes_uploaded: 0,
         seconds: 0.0,
     };
+    // Which blocks the store already has complete: asked for all at once.
+    let known: Vec<Option<Vec<FileEntry>>> = futures_util::stream::iter(&block_dirs)
+        .map(|(ulid, _)| stored_block(store, ulid))
+        .buffered(PARALLEL_CHECKS)
+        .try_collect()
+        .await?;
     let mut blocks = Vec::new();
-    for (ulid, dir) in &block_dirs {
-        let (block, uploaded) = upload_block(store, ulid, dir).await?;
-        if uploaded > 0 {
-            report.blocks_uploaded += 1;
-            report.bytes_uploaded += uploaded;
-        }
+    for ((ulid, dir), known) in block_dirs.iter().zip(known) {
+        let block = match known {
+            Some(files) => Block {
+                ulid: ulid.clone(),
+                files,
+            },
+            None => {
+                let (block, uploaded) = upload_block(store, ulid, dir).await?;
+                report.blocks_uploaded += 1;
+                report.bytes_uploaded += uploaded;
+                block
+            }
+        };
         blocks.push(block);
     }
-
+    tracing::debug!(
+        "{} blocks checked or uploaded after {:?}",
+        blocks.len(),
+        started.elapsed()
+    );
     let mut archives = Vec::new();
     let scratch = tempfile::tempdir_in(host.path(&config.state_dir))
         .map_err(io("create scratch space in", &config.state_dir))?;
@@ -115,6 +135,10 @@ pub async fn backup(
     if let Err(refusal) = may_upload(store, host, config).await? {
         return Ok(Outcome::Refused(refusal));
     }
+    tracing::debug!(
+        "archives done and state re-checked after {:?}",
+        started.elapsed()
+    );
     let now = chrono::Utc::now();
     let manifest = Manifest {
         version: 1,
@@ -161,24 +185,24 @@ fn files_in(dir: &Path) -> Result<Vec<String>, BackupError> {
     Ok(out)
 }
 
-/// Uploads a block unless the store already has it complete. Returns bytes sent.
+/// The files of a block the store has complete (its index was written last), if it does.
+async fn stored_block(
+    store: &dyn ObjectStore,
+    ulid: &str,
+) -> Result<Option<Vec<FileEntry>>, BackupError> {
+    Ok(store
+        .get(&manifest::block_index_key(ulid))
+        .await?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// Uploads a block; its index goes last. Returns bytes sent.
 async fn upload_block(
     store: &dyn ObjectStore,
     ulid: &str,
     dir: &Path,
 ) -> Result<(Block, u64), BackupError> {
     let index_key = manifest::block_index_key(ulid);
-    if let Some(bytes) = store.get(&index_key).await?
-        && let Ok(files) = serde_json::from_slice::<Vec<FileEntry>>(&bytes)
-    {
-        return Ok((
-            Block {
-                ulid: ulid.to_string(),
-                files,
-            },
-            0,
-        ));
-    }
     let names = files_in(dir)?;
     let dir_owned = dir.to_path_buf();
     let files: Vec<FileEntry> = futures_util::stream::iter(names)

@@ -337,9 +337,11 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(self.io("read", key, e)),
         };
-        let mut file = tokio::fs::File::create(path)
+        // Network chunks are small; each tokio file write is a trip to the blocking pool.
+        let file = tokio::fs::File::create(path)
             .await
             .map_err(|e| self.io("write local copy of", key, e))?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut total = 0u64;
         while let Some(chunk) = out
             .body

@@ -81,15 +81,22 @@ impl Prometheus {
 
     /// An instant query; `None` while Prometheus cannot answer it.
     pub fn query(&self, query: &str) -> Option<Value> {
-        let out = Command::new("curl")
-            .args([
-                "-sfG",
-                &format!("{}/api/v1/query", self.url),
-                "--data-urlencode",
-                &format!("query={query}"),
-            ])
-            .output()
-            .ok()?;
+        self.query_at(query, None)
+    }
+
+    /// An instant query evaluated at `time` (Unix seconds), or now.
+    pub fn query_at(&self, query: &str, time: Option<f64>) -> Option<Value> {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sfG",
+            &format!("{}/api/v1/query", self.url),
+            "--data-urlencode",
+            &format!("query={query}"),
+        ]);
+        if let Some(t) = time {
+            cmd.args(["--data-urlencode", &format!("time={t}")]);
+        }
+        let out = cmd.output().ok()?;
         if !out.status.success() {
             return None;
         }

@@ -25,7 +25,8 @@ pub struct Recorded {
 
 pub struct S3Server {
     pub endpoint: String,
-    pub root: tempfile::TempDir,
+    pub root: PathBuf,
+    _temp: Option<tempfile::TempDir>,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     /// Milliseconds every PUT waits before it is served.
     pub put_delay_ms: Arc<AtomicU64>,
@@ -37,13 +38,20 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start() -> S3Server {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = S3Server::start_in(temp.path(), "127.0.0.1:0");
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Serves `root` (the bucket is a directory in it) on `listen`.
+    pub fn start_in(root: &std::path::Path, listen: &str) -> S3Server {
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let fs = s3s_fs::FileSystem::new(root).unwrap();
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(listen).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -111,7 +119,8 @@ impl S3Server {
         });
         S3Server {
             endpoint: format!("http://{addr}"),
-            root,
+            root: root.to_path_buf(),
+            _temp: None,
             requests,
             put_delay_ms,
             ignore_conditions,
@@ -124,7 +133,7 @@ impl S3Server {
 
     /// Where s3s-fs keeps object `key` under `prefix` (to corrupt or delete it).
     pub fn object_path(&self, prefix: &str, key: &str) -> PathBuf {
-        self.root.path().join(BUCKET).join(prefix).join(key)
+        self.root.join(BUCKET).join(prefix).join(key)
     }
 
     pub fn requests_since(&self, n: usize) -> Vec<Recorded> {
