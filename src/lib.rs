@@ -17,6 +17,7 @@ pub mod exosim;
 pub mod fsutil;
 pub mod identity;
 pub mod openapi;
+pub mod remote;
 pub mod schedule;
 pub mod state;
 pub mod store;

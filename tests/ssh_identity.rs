@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use baton::identity::ssh::{self, HostCertRequest};
+use common::sshd::Sshd;
 use common::*;
 
 /// A client key pair for the test user, made by the real ssh-keygen.
@@ -37,67 +36,10 @@ fn project(port: u16, client: &Path) -> Project {
     ])
 }
 
-struct Sshd {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sshd {
-    /// Starts Debian's sshd on 127.0.0.1:`port` with `host_key` and `cert`, letting the
-    /// current user in with `client`'s key. Returns once sshd sends its banner.
-    fn start(dir: &Path, port: u16, host_key: &str, cert: &str, client: &Path) -> Sshd {
-        let sshd = require("sshd", "openssh-server");
-        std::fs::create_dir_all("/run/sshd").ok(); // privilege separation directory
-        let key_path = dir.join("ssh_host_ed25519_key");
-        baton::fsutil::write_atomic(&key_path, host_key.as_bytes(), 0o600).unwrap();
-        std::fs::write(dir.join("ssh_host_ed25519_key-cert.pub"), cert).unwrap();
-        std::fs::copy(
-            format!("{}.pub", client.display()),
-            dir.join("authorized_keys"),
-        )
-        .unwrap();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/ssh_host_ed25519_key\n\
-                 HostCertificate {d}/ssh_host_ed25519_key-cert.pub\nAuthorizedKeysFile {d}/authorized_keys\n\
-                 PidFile {d}/sshd.pid\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n",
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("sshd.log");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut sshd = Sshd { child, log };
-        wait_for("sshd's banner", Duration::from_secs(10), || {
-            if let Ok(Some(status)) = sshd.child.try_wait() {
-                panic!(
-                    "sshd exited ({status}):\n{}",
-                    std::fs::read_to_string(&sshd.log).unwrap_or_default()
-                );
-            }
-            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-            let mut buf = [0u8; 8];
-            s.read_exact(&mut buf).ok()?;
-            buf.starts_with(b"SSH-2.0").then_some(())
-        });
-        sshd
-    }
+/// Serves the host key and certificate with the client's key authorized.
+fn serve(dir: &Path, port: u16, host_key: &str, cert: &str, client: &Path) -> Sshd {
+    let authorized = std::fs::read_to_string(format!("{}.pub", client.display())).unwrap();
+    Sshd::start(dir, port, host_key, Some(cert), &authorized)
 }
 
 /// A real ssh: strict host key checking, known_hosts from `baton known-hosts` only.
@@ -237,7 +179,7 @@ fn ssh_logs_in_to_every_generation_with_one_unchanging_known_hosts_line() {
         let cert = std::fs::read_to_string(out.join("ssh_host_ed25519_key-cert.pub")).unwrap();
         let sshd_dir = p.path().join(format!("sshd-{generation}"));
         std::fs::create_dir(&sshd_dir).unwrap();
-        let _sshd = Sshd::start(&sshd_dir, port, &rendered_host_key(&out), &cert, &client);
+        let _sshd = serve(&sshd_dir, port, &rendered_host_key(&out), &cert, &client);
         let login = ssh_login(&kh, &client, port, "127.0.0.1");
         assert!(
             login.status.success(),
@@ -262,7 +204,7 @@ fn certificate_from_another_ca_is_refused() {
     let other = project(port, &client);
     let out = other.render(1);
     let cert = std::fs::read_to_string(out.join("ssh_host_ed25519_key-cert.pub")).unwrap();
-    let _sshd = Sshd::start(work.path(), port, &rendered_host_key(&out), &cert, &client);
+    let _sshd = serve(work.path(), port, &rendered_host_key(&out), &cert, &client);
     assert_refused(
         &ssh_login(&known_hosts(&trusted), &client, port, "127.0.0.1"),
         "the CA is not trusted",
@@ -302,7 +244,7 @@ fn expired_certificate_is_refused() {
     let now = SystemTime::now();
     let day = Duration::from_secs(86400);
     let (key, cert) = custom_cert(&p, &["127.0.0.1"], now - 2 * day, now - day);
-    let _sshd = Sshd::start(work.path(), port, &key, &cert, &client);
+    let _sshd = serve(work.path(), port, &key, &cert, &client);
     assert_refused(
         &ssh_login(&known_hosts(&p), &client, port, "127.0.0.1"),
         "the certificate expired",
@@ -323,7 +265,7 @@ fn name_outside_the_principals_is_refused() {
         now - Duration::from_secs(60),
         now + Duration::from_secs(3600),
     );
-    let _sshd = Sshd::start(work.path(), port, &key, &cert, &client);
+    let _sshd = serve(work.path(), port, &key, &cert, &client);
     assert_refused(
         &ssh_login(&known_hosts(&p), &client, port, "127.0.0.1"),
         "127.0.0.1 is not a principal",
@@ -337,7 +279,7 @@ fn name_outside_the_principals_is_refused() {
         now + Duration::from_secs(3600),
     );
     let work2 = tempfile::tempdir().unwrap();
-    let _sshd = Sshd::start(work2.path(), port, &key, &cert, &client);
+    let _sshd = serve(work2.path(), port, &key, &cert, &client);
     let login = ssh_login(&known_hosts(&p), &client, port, "127.0.0.1");
     assert!(login.status.success(), "{}", stderr(&login));
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod prom;
 pub mod s3;
+pub mod sshd;
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 
