@@ -530,22 +530,13 @@ impl Sim {
                     Effect::InstanceGone(id.to_string()),
                     fail,
                 );
-                let mut hooks = Vec::new();
-                if let (Some(cmd), false) = (&self.options.on_delete, fail) {
-                    if let Some(o) = w.operations.get_mut(&op) {
-                        o.waiting_for_hook = true;
-                    }
-                    hooks.push(Hook {
-                        kind: "delete",
-                        command: cmd.clone(),
-                        operation: op.clone(),
-                        instance,
-                    });
-                }
-                (
-                    StatusCode::OK,
-                    w.operation_json(&op).unwrap_or_default(),
-                    hooks,
+                self.answer_with_hook(
+                    &mut w,
+                    op,
+                    "delete",
+                    &self.options.on_delete,
+                    instance,
+                    fail,
                 )
             }
             "register-ssh-key" => {
@@ -664,6 +655,36 @@ impl Sim {
         }
     }
 
+    /// Answers with operation `op`, which stays pending until `command` (if any) has run
+    /// for `instance`.
+    fn answer_with_hook(
+        &self,
+        w: &mut World,
+        op: String,
+        kind: &'static str,
+        command: &Option<String>,
+        instance: SimInstance,
+        fail: bool,
+    ) -> Answer {
+        let mut hooks = Vec::new();
+        if let (Some(cmd), false) = (command, fail) {
+            if let Some(o) = w.operations.get_mut(&op) {
+                o.waiting_for_hook = true;
+            }
+            hooks.push(Hook {
+                kind,
+                command: cmd.clone(),
+                operation: op.clone(),
+                instance,
+            });
+        }
+        (
+            StatusCode::OK,
+            w.operation_json(&op).unwrap_or_default(),
+            hooks,
+        )
+    }
+
     fn create_instance(&self, w: &mut World, body: &Value, fail: bool) -> Answer {
         let template = body["template"]["id"].as_str().unwrap_or_default();
         let itype = body["instance-type"]["id"].as_str().unwrap_or_default();
@@ -729,23 +750,7 @@ impl Sim {
             Effect::InstanceRunning(id.clone()),
             fail,
         );
-        let mut hooks = Vec::new();
-        if let (Some(cmd), false) = (&self.options.on_create, fail) {
-            if let Some(o) = w.operations.get_mut(&op) {
-                o.waiting_for_hook = true;
-            }
-            hooks.push(Hook {
-                kind: "create",
-                command: cmd.clone(),
-                operation: op.clone(),
-                instance,
-            });
-        }
-        (
-            StatusCode::OK,
-            w.operation_json(&op).unwrap_or_default(),
-            hooks,
-        )
+        self.answer_with_hook(w, op, "create", &self.options.on_create, instance, fail)
     }
 }
 

@@ -446,6 +446,15 @@ pub fn error_chain(e: &reqwest::Error) -> String {
     msg
 }
 
+/// For deletes and detaches: a target that is already gone is what was wanted.
+fn gone_is_ok<T>(result: Result<T, CloudError>) -> Result<(), CloudError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_reason(&e, "not-found") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn is_status(e: &CloudError, code: u16) -> bool {
     matches!(e, CloudError::Http { status, .. } if *status == code)
 }
@@ -572,14 +581,10 @@ impl Cloud for ExoscaleClient {
     }
 
     async fn delete_instance(&self, id: &str) -> Result<(), CloudError> {
-        match self
-            .write(Method::DELETE, &format!("/instance/{id}"), None::<&()>)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) || is_reason(&e, "not-found") => Ok(()),
-            Err(e) => Err(e),
-        }
+        gone_is_ok(
+            self.write(Method::DELETE, &format!("/instance/{id}"), None::<&()>)
+                .await,
+        )
     }
 
     async fn wait_running(&self, id: &str, timeout: Duration) -> Result<Instance, CloudError> {
@@ -638,14 +643,10 @@ impl Cloud for ExoscaleClient {
     }
 
     async fn delete_ssh_key(&self, name: &str) -> Result<(), CloudError> {
-        match self
-            .write(Method::DELETE, &format!("/ssh-key/{name}"), None::<&()>)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) || is_reason(&e, "not-found") => Ok(()),
-            Err(e) => Err(e),
-        }
+        gone_is_ok(
+            self.write(Method::DELETE, &format!("/ssh-key/{name}"), None::<&()>)
+                .await,
+        )
     }
 
     async fn list_ssh_keys(&self) -> Result<Vec<SshKey>, CloudError> {
@@ -702,17 +703,13 @@ impl Cloud for ExoscaleClient {
                 id: instance_id.to_string(),
             },
         };
-        match self
-            .write(
+        gone_is_ok(
+            self.write(
                 Method::PUT,
                 &format!("/elastic-ip/{eip_id}:detach"),
                 Some(&body),
             )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) || is_reason(&e, "not-found") => Ok(()),
-            Err(e) => Err(e),
-        }
+            .await,
+        )
     }
 }
