@@ -21,5 +21,6 @@ pub mod remote;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod swap;
 
 pub use error::Error;

@@ -62,6 +62,10 @@ impl S3Server {
             put_delay_ms.clone(),
             ignore_conditions.clone(),
         );
+        // s3s-fs checks `If-None-Match: *` and then writes, so two concurrent conditional
+        // PUTs can both succeed. S3 services make the check atomic; so does this fixture,
+        // by letting one conditional PUT through at a time.
+        let conditional = Arc::new(tokio::sync::Mutex::new(()));
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -74,8 +78,13 @@ impl S3Server {
                     let Ok((socket, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (service, rec, delay, ignore) =
-                        (service.clone(), rec.clone(), delay.clone(), ignore.clone());
+                    let (service, rec, delay, ignore, conditional) = (
+                        service.clone(),
+                        rec.clone(),
+                        delay.clone(),
+                        ignore.clone(),
+                        conditional.clone(),
+                    );
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         rec.lock().unwrap().push(Recorded {
                             method: req.method().to_string(),
@@ -88,12 +97,20 @@ impl S3Server {
                         });
                         let ignore = ignore.load(Ordering::SeqCst);
                         let service = service.clone();
+                        let conditional = req
+                            .headers()
+                            .contains_key("if-none-match")
+                            .then(|| conditional.clone());
                         let wait = if req.method() == hyper::Method::PUT {
                             delay.load(Ordering::SeqCst)
                         } else {
                             0
                         };
                         async move {
+                            let _one_at_a_time = match &conditional {
+                                Some(m) => Some(m.lock().await),
+                                None => None,
+                            };
                             if wait > 0 {
                                 tokio::time::sleep(Duration::from_millis(wait)).await;
                             }

@@ -1,0 +1,248 @@
+//! The deploy lock: one swap at a time per store, as a lease with holder, host and expiry.
+//!
+//! S3 offers create-if-absent (`If-None-Match: *`) but no compare-and-swap on overwrite,
+//! so the lock is a sequence of create-only objects `lock/EPOCH`, and the one with the
+//! highest epoch is the truth. Every transition (take, take over an expired lease, renew,
+//! release) creates the next epoch: of two contenders exactly one can create it, and
+//! nothing is ever overwritten. The winner deletes the epochs below its own.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::store::{Created, ObjectStore, StoreError};
+
+pub const PREFIX: &str = "lock/";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lease {
+    pub epoch: u64,
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub acquired: u64,
+    pub expires: u64,
+    pub released: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "another swap holds the deploy lock: {holder} on {host} (pid {pid}) since {since}, until {until}\n  \
+         fix: wait for it (--lock-wait 15m), or if that swap is dead, let the lease expire and run again"
+    )]
+    Busy {
+        holder: String,
+        host: String,
+        pid: u32,
+        since: String,
+        until: String,
+    },
+    #[error(
+        "the deploy lock was taken over (epoch {now} after ours, {ours}): another swap may be running\n  fix: stop, run `baton status`, then decide"
+    )]
+    Lost { ours: u64, now: u64 },
+    #[error("lock object {key} is not valid: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Who is asking: shown to whoever finds the lock taken.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Holder {
+    pub fn this_process() -> Holder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+        Holder {
+            name: user,
+            host,
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// The outcome of taking the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub lease: Lease,
+    /// The expired lease that was taken over, if any: the caller should say so.
+    pub took_over: Option<Lease>,
+}
+
+pub struct DeployLock {
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    ttl: Duration,
+    /// How often a waiting swap looks again.
+    pub poll: Duration,
+}
+
+fn key(epoch: u64) -> String {
+    format!("{PREFIX}{epoch:012}")
+}
+
+fn secs(t: SystemTime) -> u64 {
+    crate::clock::unix_seconds(t)
+}
+
+fn rfc3339(unix: u64) -> String {
+    chrono::DateTime::from_timestamp(unix as i64, 0)
+        .map_or_else(|| unix.to_string(), |t| t.to_rfc3339())
+}
+
+impl DeployLock {
+    pub fn new(store: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>, ttl: Duration) -> DeployLock {
+        DeployLock {
+            store,
+            clock,
+            ttl,
+            poll: Duration::from_secs(2),
+        }
+    }
+
+    /// The current lease (the highest epoch), if any.
+    pub async fn current(&self) -> Result<Option<Lease>, LockError> {
+        let Some(last) = self
+            .store
+            .list(PREFIX)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .max()
+        else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.store.get(&last).await? else {
+            return Ok(None); // deleted between list and get: treat as free; create_new decides
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LockError::Corrupt {
+                key: last,
+                reason: e.to_string(),
+            })
+    }
+
+    fn lease(&self, epoch: u64, holder: &Holder, acquired: u64, released: bool) -> Lease {
+        let now = secs(self.clock.now());
+        Lease {
+            epoch,
+            holder: holder.name.clone(),
+            host: holder.host.clone(),
+            pid: holder.pid,
+            acquired,
+            expires: now + self.ttl.as_secs(),
+            released,
+        }
+    }
+
+    async fn create(&self, lease: &Lease) -> Result<Created, LockError> {
+        let bytes = serde_json::to_vec_pretty(lease).map_err(|e| LockError::Corrupt {
+            key: key(lease.epoch),
+            reason: e.to_string(),
+        })?;
+        Ok(self.store.create_new(&key(lease.epoch), bytes).await?)
+    }
+
+    /// Whether `epoch` is the highest: a slow contender can re-create an epoch that a
+    /// winner already cleaned up, below the real head. Its object is then removed again.
+    async fn confirm(&self, epoch: u64) -> Result<bool, LockError> {
+        let highest = self
+            .store
+            .list(PREFIX)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .max();
+        if highest.as_deref() == Some(key(epoch).as_str()) {
+            return Ok(true);
+        }
+        let _ = self.store.delete(&key(epoch)).await;
+        Ok(false)
+    }
+
+    async fn clean_below(&self, epoch: u64) {
+        if let Ok(list) = self.store.list(PREFIX).await {
+            for o in list.into_iter().filter(|o| o.key < key(epoch)) {
+                let _ = self.store.delete(&o.key).await; // stale epochs: harmless if left
+            }
+        }
+    }
+
+    /// Takes the lock, waiting up to `wait` for a live lease to end.
+    pub async fn acquire(&self, holder: &Holder, wait: Duration) -> Result<Taken, LockError> {
+        let started = std::time::Instant::now();
+        loop {
+            let current = self.current().await?;
+            let now = secs(self.clock.now());
+            let (epoch, took_over) = match &current {
+                None => (1, None),
+                Some(l) if l.released => (l.epoch + 1, None),
+                Some(l) if l.expires <= now => (l.epoch + 1, Some(l.clone())),
+                Some(l) => {
+                    if started.elapsed() + self.poll > wait {
+                        return Err(LockError::Busy {
+                            holder: l.holder.clone(),
+                            host: l.host.clone(),
+                            pid: l.pid,
+                            since: rfc3339(l.acquired),
+                            until: rfc3339(l.expires),
+                        });
+                    }
+                    tokio::time::sleep(self.poll).await;
+                    continue;
+                }
+            };
+            let lease = self.lease(epoch, holder, now, false);
+            if self.create(&lease).await? == Created::Created && self.confirm(epoch).await? {
+                self.clean_below(epoch).await;
+                return Ok(Taken { lease, took_over });
+            }
+            // Someone else created that epoch first: look again.
+        }
+    }
+
+    /// Extends the lease; fails if someone else's epoch came after ours.
+    pub async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
+        self.next(lease, false).await
+    }
+
+    /// Ends the lease.
+    pub async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        self.next(lease, true).await.map(|_| ())
+    }
+
+    async fn next(&self, lease: &Lease, released: bool) -> Result<Lease, LockError> {
+        let holder = Holder {
+            name: lease.holder.clone(),
+            host: lease.host.clone(),
+            pid: lease.pid,
+        };
+        let next = self.lease(lease.epoch + 1, &holder, lease.acquired, released);
+        match self.create(&next).await? {
+            Created::Created if self.confirm(next.epoch).await? => {
+                self.clean_below(next.epoch).await;
+                Ok(next)
+            }
+            _ => {
+                let now = self.current().await?.map_or(lease.epoch + 1, |l| l.epoch);
+                Err(LockError::Lost {
+                    ours: lease.epoch,
+                    now,
+                })
+            }
+        }
+    }
+}
