@@ -1,0 +1,274 @@
+//! A small typed saga runner: each step pairs an action with its undo, the journal of done
+//! steps goes to the object store after every step, and a failure before the point of no
+//! return undoes everything in reverse order.
+//!
+//! Actions and undos must be safe to run twice (a crash can land between doing and
+//! recording), and an undo that finds its target gone succeeds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ObjectStore, StoreError};
+
+pub const JOURNALS: &str = "journal/";
+
+/// What a step failing says: a message the user reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StepError(pub String);
+
+impl StepError {
+    pub fn new(e: impl std::fmt::Display) -> Self {
+        StepError(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait Step<S>: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Does the step; safe to run again after a crash.
+    async fn run(&self, state: &mut S) -> Result<(), StepError>;
+    /// Reverses it; a target already gone is success.
+    async fn undo(&self, _state: &mut S) -> Result<(), StepError> {
+        Ok(())
+    }
+    /// Once this step is done, the saga only goes forward: later failures are recorded
+    /// for attention, never undone.
+    fn commits(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Running,
+    Done,
+    Undone,
+    NeedsAttention,
+}
+
+/// The journal: which steps are done, and the state they built.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Journal<S> {
+    pub id: String,
+    pub phase: Phase,
+    pub done: Vec<String>,
+    pub state: S,
+    /// Why the saga stopped, and what is left for a human.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTime {
+    pub step: &'static str,
+    pub took: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Failed, and every done step was undone.
+    Undone {
+        step: &'static str,
+        error: String,
+    },
+    /// Failed after the point of no return, or an undo failed: `problems` lists what.
+    NeedsAttention {
+        step: &'static str,
+        problems: Vec<String>,
+    },
+}
+
+impl Outcome {
+    /// 0 done, 1 failed and fully undone, 3 failed and something needs attention.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Undone { .. } => 1,
+            Outcome::NeedsAttention { .. } => 3,
+        }
+    }
+}
+
+/// Told the step's name as it starts (`None`) and ends (its time).
+pub type ProgressFn = dyn Fn(&'static str, Option<&StepTime>) + Send + Sync;
+
+pub struct Saga<S> {
+    steps: Vec<Box<dyn Step<S>>>,
+    store: Arc<dyn ObjectStore>,
+    /// Called as each step starts and ends (progress output).
+    pub on_step: Box<ProgressFn>,
+}
+
+impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
+    pub fn new(steps: Vec<Box<dyn Step<S>>>, store: Arc<dyn ObjectStore>) -> Self {
+        Saga {
+            steps,
+            store,
+            on_step: Box::new(|_, _| {}),
+        }
+    }
+
+    pub fn journal_key(id: &str) -> String {
+        format!("{JOURNALS}{id}.json")
+    }
+
+    async fn save(&self, j: &Journal<S>) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(j).map_err(|e| StoreError::Io {
+            op: "encode",
+            key: Self::journal_key(&j.id),
+            store: self.store.describe(),
+            reason: e.to_string(),
+        })?;
+        self.store.put(&Self::journal_key(&j.id), bytes).await
+    }
+
+    pub async fn load(&self, id: &str) -> Result<Option<Journal<S>>, StoreError> {
+        let key = Self::journal_key(id);
+        match self.store.get(&key).await? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Io {
+                    op: "decode",
+                    key,
+                    store: self.store.describe(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Runs a new saga from the first step.
+    pub async fn start(
+        &self,
+        id: &str,
+        state: S,
+    ) -> Result<(Outcome, Journal<S>, Vec<StepTime>), StoreError> {
+        let mut j = Journal {
+            id: id.to_string(),
+            phase: Phase::Running,
+            done: Vec::new(),
+            state,
+            problems: Vec::new(),
+        };
+        self.save(&j).await?;
+        let (outcome, times) = self.forward(&mut j).await?;
+        Ok((outcome, j, times))
+    }
+
+    /// Continues a journal from its first step not done (`--resume`).
+    pub async fn resume(
+        &self,
+        mut j: Journal<S>,
+    ) -> Result<(Outcome, Journal<S>, Vec<StepTime>), StoreError> {
+        let (outcome, times) = self.forward(&mut j).await?;
+        Ok((outcome, j, times))
+    }
+
+    /// Undoes a journal's done steps in reverse (`--abort`); refuses past the point of no
+    /// return, where only going forward is safe.
+    pub async fn abort(&self, mut j: Journal<S>) -> Result<(Outcome, Journal<S>), StoreError> {
+        if let Some(step) = self.committed(&j) {
+            let problems = vec![format!(
+                "step {step} committed the swap: it can only be resumed, not aborted"
+            )];
+            return Ok((Outcome::NeedsAttention { step, problems }, j));
+        }
+        let outcome = self
+            .unwind(&mut j, "abort", "aborted by the operator".into())
+            .await?;
+        Ok((outcome, j))
+    }
+
+    fn committed(&self, j: &Journal<S>) -> Option<&'static str> {
+        self.steps
+            .iter()
+            .find(|s| s.commits() && j.done.iter().any(|d| d == s.name()))
+            .map(|s| s.name())
+    }
+
+    async fn forward(&self, j: &mut Journal<S>) -> Result<(Outcome, Vec<StepTime>), StoreError> {
+        let mut times = Vec::new();
+        for step in &self.steps {
+            if j.done.iter().any(|d| d == step.name()) {
+                continue;
+            }
+            (self.on_step)(step.name(), None);
+            let started = Instant::now();
+            let result = step.run(&mut j.state).await;
+            let time = StepTime {
+                step: step.name(),
+                took: started.elapsed(),
+            };
+            (self.on_step)(step.name(), Some(&time));
+            times.push(time);
+            match result {
+                Ok(()) => {
+                    j.done.push(step.name().to_string());
+                    self.save(j).await?;
+                }
+                Err(e) => {
+                    if self.committed(j).is_some() {
+                        j.phase = Phase::NeedsAttention;
+                        j.problems.push(format!("{}: {e}", step.name()));
+                        self.save(j).await?;
+                        return Ok((
+                            Outcome::NeedsAttention {
+                                step: step.name(),
+                                problems: j.problems.clone(),
+                            },
+                            times,
+                        ));
+                    }
+                    return Ok((self.unwind(j, step.name(), e.0).await?, times));
+                }
+            }
+        }
+        j.phase = Phase::Done;
+        self.save(j).await?;
+        Ok((Outcome::Done, times))
+    }
+
+    /// Undoes every done step, newest first. An undo that fails is recorded and the others
+    /// still run: each leftover is listed for attention.
+    async fn unwind(
+        &self,
+        j: &mut Journal<S>,
+        failed: &'static str,
+        error: String,
+    ) -> Result<Outcome, StoreError> {
+        j.problems.push(format!("{failed}: {error}"));
+        let mut undo_failures = Vec::new();
+        for step in self.steps.iter().rev() {
+            if !j.done.iter().any(|d| d == step.name()) {
+                continue;
+            }
+            match step.undo(&mut j.state).await {
+                Ok(()) => j.done.retain(|d| d != step.name()),
+                Err(e) => undo_failures.push(format!("undo of {}: {e}", step.name())),
+            }
+            self.save(j).await?;
+        }
+        if undo_failures.is_empty() {
+            j.phase = Phase::Undone;
+            self.save(j).await?;
+            Ok(Outcome::Undone {
+                step: failed,
+                error,
+            })
+        } else {
+            j.problems.extend(undo_failures);
+            j.phase = Phase::NeedsAttention;
+            self.save(j).await?;
+            Ok(Outcome::NeedsAttention {
+                step: failed,
+                problems: j.problems.clone(),
+            })
+        }
+    }
+}
