@@ -34,6 +34,11 @@ pub enum Command {
     KnownHosts(ConfigArg),
     /// Write the user-data and certificates a swap would send for one generation.
     Render(RenderArgs),
+    /// Show the active generation, who holds the address, the last backup, any unfinished
+    /// swap, the lock and leftovers.
+    Status(ReportArgs),
+    /// Show what `baton swap` would do, checking the cloud and the store read-only.
+    Plan(ReportArgs),
     /// (host) Back up Prometheus and the configured paths now.
     Backup(BackupArgs),
     /// (host) Bring the newest verified backup back into empty data directories.
@@ -42,6 +47,15 @@ pub enum Command {
     Agent(HostArgs),
     /// (host) Delete backups the retention policy no longer keeps.
     Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The host side's config and paths.

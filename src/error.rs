@@ -1,6 +1,7 @@
 //! The one error type commands return, and the exit code each kind of failure maps to.
 
 use crate::backup::BackupError;
+use crate::cloud::CloudError;
 use crate::cloudinit::UserDataError;
 use crate::config::ConfigError;
 use crate::fsutil::FileError;
@@ -26,6 +27,10 @@ pub enum Error {
     Backup(#[from] BackupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Overview(#[from] crate::swap::overview::OverviewError),
     /// The command line or the files it names cannot be used as they are.
     #[error("{message}\n  fix: {fix}")]
     BadInput { message: String, fix: String },
@@ -48,6 +53,12 @@ impl Error {
             Error::Store(StoreError::BadUrl { .. } | StoreError::MissingCredentials { .. }) => {
                 EXIT_BAD_INPUT
             }
+            // Nothing was created: credentials or names to fix first.
+            Error::Cloud(
+                CloudError::MissingCredentials { .. }
+                | CloudError::NotFound { .. }
+                | CloudError::Forbidden { .. },
+            ) => EXIT_BAD_INPUT,
             _ => EXIT_FAILED,
         }
     }

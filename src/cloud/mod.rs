@@ -56,6 +56,8 @@ pub struct InstanceSpec {
 
 #[async_trait]
 pub trait Cloud: Send + Sync {
+    /// Checks, read-only, that the spec's template, type and security groups exist.
+    async fn preflight(&self, spec: &InstanceSpec) -> Result<(), CloudError>;
     /// Creates the instance, or returns the one an earlier attempt created (same labels).
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance, CloudError>;
     async fn get_instance(&self, id: &str) -> Result<Option<Instance>, CloudError>;

@@ -4,9 +4,11 @@ pub mod agent;
 pub mod backup;
 pub mod init;
 pub mod known_hosts;
+pub mod plan;
 pub mod prune;
 pub mod render;
 pub mod restore;
+pub mod status;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -16,6 +18,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Init(args) => init::run(&args),
         Command::KnownHosts(args) => known_hosts::run(&args.path),
         Command::Render(args) => render::run(&args),
+        Command::Status(args) => block_on(status::run(&args)),
+        Command::Plan(args) => block_on(plan::run(&args)),
         Command::Backup(args) => block_on(backup::run(&args)),
         Command::Restore(args) => block_on(restore::run(&args)),
         Command::Agent(args) => block_on(agent::run(&args)),
@@ -74,4 +78,24 @@ pub(crate) fn print(json: bool, value: &impl serde::Serialize, human: impl FnOnc
     } else {
         println!("{}", human());
     }
+}
+
+/// The operator side's cloud client and store, from baton.toml and the environment.
+pub(crate) async fn operator(
+    config: &crate::config::Config,
+) -> Result<
+    (
+        crate::cloud::exoscale::ExoscaleClient,
+        std::sync::Arc<dyn crate::store::ObjectStore>,
+    ),
+    Error,
+> {
+    let creds = crate::cloud::exoscale::Credentials::from_env()?;
+    let cloud = crate::cloud::exoscale::ExoscaleClient::new(
+        &config.cloud_endpoint(),
+        creds,
+        Default::default(),
+    )?;
+    let store = crate::store::open(&config.store).await?;
+    Ok((cloud, store))
 }

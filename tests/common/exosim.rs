@@ -1,4 +1,5 @@
 //! A real exosim process for tests, and a client tuned to test speeds.
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

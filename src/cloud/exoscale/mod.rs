@@ -465,6 +465,13 @@ fn is_reason(e: &CloudError, wanted: &str) -> bool {
 
 #[async_trait]
 impl Cloud for ExoscaleClient {
+    async fn preflight(&self, spec: &InstanceSpec) -> Result<(), CloudError> {
+        self.resolve_template(&spec.template).await?;
+        self.resolve_instance_type(&spec.instance_type).await?;
+        self.resolve_security_groups(&spec.security_groups).await?;
+        Ok(())
+    }
+
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance, CloudError> {
         if spec.labels.is_empty() {
             return Err(CloudError::Invalid(

@@ -1,0 +1,117 @@
+//! `baton plan`: what a swap would do now, checked read-only against the cloud and store.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::cli::ReportArgs;
+use crate::cloud::{Cloud, InstanceSpec, LABEL_GENERATION, LABEL_SITE};
+use crate::config::Config;
+use crate::error::Error;
+use crate::swap::overview::gather;
+
+#[derive(Debug, Serialize)]
+struct Plan {
+    generation: u64,
+    instance_name: String,
+    elastic_ip: String,
+    elastic_ip_id: String,
+    replaces: Option<String>,
+    steps: Vec<&'static str>,
+    /// Why a swap started now would not go ahead.
+    blockers: Vec<String>,
+}
+
+pub async fn run(args: &ReportArgs) -> Result<(), Error> {
+    let config = Config::load(&args.config.path)?;
+    let (cloud, store) = super::operator(&config).await?;
+    let overview = gather(&config, &cloud, store).await?;
+    let generation = overview.active_generation().map_or(1, |g| g + 1);
+    let name = config.instance_name(generation);
+    let spec = InstanceSpec {
+        name: name.clone(),
+        labels: BTreeMap::from([
+            (LABEL_SITE.to_string(), config.site.name.clone()),
+            (LABEL_GENERATION.to_string(), generation.to_string()),
+        ]),
+        template: config.instance.template.clone(),
+        instance_type: config.instance.instance_type.clone(),
+        disk_gb: config.instance.disk_gb,
+        security_groups: config.instance.security_groups.clone(),
+        ssh_key: None,
+        user_data: String::new(),
+    };
+    // Names that do not resolve are bad input: nothing would be created.
+    cloud.preflight(&spec).await?;
+    let eip = cloud.find_elastic_ip(config.cloud.elastic_ip).await?;
+    let replaces = overview
+        .state
+        .as_ref()
+        .and_then(|s| s.active.as_ref())
+        .map(|a| a.instance.clone());
+    let mut blockers = Vec::new();
+    if let Some(l) = &overview.lock {
+        blockers.push(format!(
+            "the deploy lock is held by {} on {}",
+            l.holder, l.host
+        ));
+    }
+    for u in &overview.unfinished {
+        blockers.push(format!("unfinished swap {u}: resume or abort it first"));
+    }
+    let mut steps = vec![
+        "take the deploy lock",
+        "prepare: host key + certificate, TLS origin cert, provisioning key, user-data, bundle, upload artifacts",
+        "register the provisioning key",
+        "create the instance (found by label if it exists)",
+        "wait: running, SSH with the pinned host key, cloud-init, baton restore",
+        "upload the bundle and start the stack",
+        "health-check the new instance over HTTPS, TLS pinned to the project's CA",
+    ];
+    if replaces.is_some() {
+        steps.push("hand-over: final backup on the old host, catch-up on the new");
+    }
+    steps.push("attach the Elastic IP to the new instance");
+    steps.push("verify through the address");
+    if replaces.is_some() {
+        steps.push("detach the Elastic IP from the old instance");
+    }
+    steps.push("commit state.json (point of no return)");
+    if replaces.is_some() {
+        steps.push("delete the old instance and the provisioning key");
+    }
+    steps.push("release the lock");
+    let plan = Plan {
+        generation,
+        instance_name: name,
+        elastic_ip: config.cloud.elastic_ip.to_string(),
+        elastic_ip_id: eip.id,
+        replaces,
+        steps,
+        blockers,
+    };
+    super::print(args.json, &plan, || {
+        let mut s = format!(
+            "a swap now would create generation {} ({}) and give it {}",
+            plan.generation, plan.instance_name, plan.elastic_ip
+        );
+        if let Some(old) = &plan.replaces {
+            s.push_str(&format!(", replacing instance {old}"));
+        }
+        s.push_str(":\n");
+        for (i, step) in plan.steps.iter().enumerate() {
+            s.push_str(&format!("  {i:>2}. {step}\n"));
+        }
+        if plan.blockers.is_empty() {
+            s.push_str(
+                "nothing stands in the way (template, type, security groups and address checked)",
+            );
+        } else {
+            for b in &plan.blockers {
+                s.push_str(&format!("blocked: {b}\n"));
+            }
+        }
+        s.trim_end().to_string()
+    });
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! What the cloud and the store say about a site right now: for `baton status` and
+//! `baton plan`. Read-only.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::lock::{DeployLock, Lease};
+use super::saga::JOURNALS;
+use crate::backup::manifest::{MANIFESTS, manifest_time};
+use crate::cloud::{Cloud, CloudError, Instance, LABEL_GENERATION, LABEL_SITE};
+use crate::config::Config;
+use crate::state::{self, SiteState, StateError};
+use crate::store::{ObjectStore, StoreError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub site: String,
+    pub state: Option<SiteState>,
+    /// Instances labelled for this site.
+    pub instances: Vec<Instance>,
+    /// Instances the Elastic IP is attached to.
+    pub address_holders: Vec<String>,
+    pub last_backup: Option<String>,
+    pub last_backup_age_seconds: Option<i64>,
+    pub lock: Option<Lease>,
+    /// Journals of swaps that did not finish.
+    pub unfinished: Vec<String>,
+    /// baton's instances that state.json does not name active: `gc` candidates.
+    pub orphans: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OverviewError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
+}
+
+pub async fn gather(
+    config: &Config,
+    cloud: &dyn Cloud,
+    store: std::sync::Arc<dyn ObjectStore>,
+) -> Result<Overview, OverviewError> {
+    let labels = BTreeMap::from([(LABEL_SITE.to_string(), config.site.name.clone())]);
+    let mut instances = cloud.list_instances(&labels).await?;
+    instances.sort_by_key(|i| {
+        i.labels
+            .get(LABEL_GENERATION)
+            .and_then(|g| g.parse::<u64>().ok())
+    });
+    let address_holders = cloud
+        .instances_with_ip(config.cloud.elastic_ip)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let state = state::read(store.as_ref()).await?;
+    let active_id = state
+        .as_ref()
+        .and_then(|s| s.active.as_ref())
+        .map(|a| a.instance.clone());
+    let orphans = instances
+        .iter()
+        .filter(|i| Some(&i.id) != active_id.as_ref())
+        .map(|i| i.id.clone())
+        .collect();
+    let last_backup = store
+        .list(MANIFESTS)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .max();
+    let last_backup_age_seconds = last_backup
+        .as_deref()
+        .and_then(manifest_time)
+        .map(|t| (chrono::Utc::now() - t).num_seconds());
+    let lock = DeployLock::new(
+        store.clone(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+        std::time::Duration::ZERO,
+    )
+    .current()
+    .await?
+    .filter(|l| !l.released);
+    let mut unfinished = Vec::new();
+    for o in store.list(JOURNALS).await? {
+        if let Some(bytes) = store.get(&o.key).await?
+            && let Ok(j) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && j["phase"] != "done"
+            && j["phase"] != "undone"
+        {
+            unfinished.push(format!(
+                "{} ({})",
+                o.key,
+                j["phase"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    Ok(Overview {
+        site: config.site.name.clone(),
+        state,
+        instances,
+        address_holders,
+        last_backup,
+        last_backup_age_seconds,
+        lock,
+        unfinished,
+        orphans,
+    })
+}
+
+impl Overview {
+    pub fn active_generation(&self) -> Option<u64> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.active.as_ref())
+            .map(|a| a.generation)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("site {}\n", self.site);
+        match self.state.as_ref().and_then(|st| st.active.as_ref()) {
+            Some(a) => s.push_str(&format!(
+                "  active: generation {} on instance {} ({}), since {}\n",
+                a.generation, a.instance, a.address, a.since
+            )),
+            None => s.push_str("  active: none yet (no swap has committed)\n"),
+        }
+        s.push_str(&format!(
+            "  address held by: {}\n",
+            if self.address_holders.is_empty() {
+                "nobody".to_string()
+            } else {
+                self.address_holders.join(", ")
+            }
+        ));
+        for i in &self.instances {
+            let generation = i.labels.get(LABEL_GENERATION).map_or("?", String::as_str);
+            s.push_str(&format!(
+                "  instance {} {} generation {generation}: {}\n",
+                i.name, i.id, i.state
+            ));
+        }
+        match (&self.last_backup, self.last_backup_age_seconds) {
+            (Some(m), Some(age)) => s.push_str(&format!(
+                "  last backup: {m}, {} ago\n",
+                humantime::format_duration(std::time::Duration::from_secs(age.max(0) as u64))
+            )),
+            _ => s.push_str("  last backup: none\n"),
+        }
+        if let Some(l) = &self.lock {
+            s.push_str(&format!(
+                "  deploy lock: held by {} on {} (pid {})\n",
+                l.holder, l.host, l.pid
+            ));
+        }
+        for u in &self.unfinished {
+            s.push_str(&format!(
+                "  unfinished swap: {u} (run `baton swap --resume` or `--abort`)\n"
+            ));
+        }
+        if !self.orphans.is_empty() {
+            s.push_str(&format!(
+                "  not active, gc would delete: {}\n",
+                self.orphans.join(", ")
+            ));
+        }
+        if let Some(st) = &self.state {
+            for l in &st.leftovers {
+                s.push_str(&format!("  leftover: {l}\n"));
+            }
+        }
+        s.trim_end().to_string()
+    }
+}

@@ -1,0 +1,214 @@
+//! `baton status` and `baton plan` against exosim and a file store, through the binary.
+
+mod common;
+
+#[path = "common/exosim.rs"]
+mod exosim;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::cloud::{Cloud, InstanceSpec};
+use baton::store::ObjectStore;
+use baton::store::fs::FsStore;
+use common::*;
+use exosim::{Exosim, KEY, SECRET};
+use serde_json::{Value, json};
+
+struct Site {
+    project: Project,
+    store: Arc<dyn ObjectStore>,
+    sim: Exosim,
+}
+
+impl Site {
+    fn new() -> Site {
+        let sim = Exosim::start(&[]);
+        let store_dir = tempfile::tempdir().unwrap().keep();
+        let project = Project::init(&[
+            "--cloud-endpoint",
+            &sim.url,
+            "--store",
+            &format!("file://{}", store_dir.display()),
+        ]);
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(FsStore::new(&store_dir, "file:///store").unwrap());
+        Site {
+            project,
+            store,
+            sim,
+        }
+    }
+
+    fn baton(&self, args: &[&str]) -> Output {
+        Command::new(BATON)
+            .args(args)
+            .current_dir(self.project.path())
+            .env("EXOSCALE_API_KEY", KEY)
+            .env("EXOSCALE_API_SECRET", SECRET)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&ok(self.baton(&a))).unwrap()
+    }
+
+    async fn instance(&self, generation: u32) -> baton::cloud::Instance {
+        let spec = InstanceSpec {
+            name: format!("blog-{generation}"),
+            labels: BTreeMap::from([
+                ("baton.site".into(), "blog".into()),
+                ("baton.generation".into(), generation.to_string()),
+            ]),
+            template: "Linux Debian 12 (Bookworm) 64-bit".into(),
+            instance_type: "standard.small".into(),
+            disk_gb: 20,
+            security_groups: vec!["web".into()],
+            ssh_key: None,
+            user_data: baton::cloudinit::encode("#cloud-config\n")
+                .unwrap()
+                .to_string(),
+        };
+        self.sim.client().create_instance(&spec).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_of_a_site_before_its_first_swap() {
+    let site = Site::new();
+    let s = site.json(&["status"]);
+    assert_eq!(s["state"], Value::Null);
+    assert_eq!(s["instances"], json!([]));
+    assert_eq!(s["last_backup"], Value::Null);
+    let text = stdout(&site.baton(&["status"]));
+    assert!(
+        text.contains("active: none yet") && text.contains("last backup: none"),
+        "{text}"
+    );
+    let p = site.json(&["plan"]);
+    assert_eq!(p["generation"], 1);
+    assert_eq!(p["replaces"], Value::Null);
+    assert_eq!(p["blockers"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_plan_of_a_running_site() {
+    let site = Site::new();
+    let cloud = site.sim.client();
+    let old = site.instance(0).await; // a leftover from some failed swap
+    let active = site.instance(1).await;
+    let eip = cloud
+        .find_elastic_ip("203.0.113.10".parse().unwrap())
+        .await
+        .unwrap();
+    cloud.attach_elastic_ip(&eip.id, &active.id).await.unwrap();
+    let state = json!({"version": 1, "active": {"generation": 1, "instance": active.id, "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
+    site.store
+        .put("state.json", serde_json::to_vec(&state).unwrap())
+        .await
+        .unwrap();
+    let stamp = chrono::Utc::now() - chrono::Duration::minutes(5);
+    site.store
+        .put(
+            &baton::backup::manifest::manifest_key(&stamp, 1),
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+    site.store
+        .put(
+            "journal/swap-2.json",
+            serde_json::to_vec(&json!({"phase": "running"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let lock = baton::swap::lock::DeployLock::new(
+        site.store.clone(),
+        Arc::new(baton::clock::SystemClock),
+        Duration::from_secs(600),
+    );
+    lock.acquire(
+        &baton::swap::lock::Holder {
+            name: "alice".into(),
+            host: "laptop".into(),
+            pid: 7,
+        },
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+
+    let s = site.json(&["status"]);
+    assert_eq!(s["state"]["active"]["generation"], 1);
+    assert_eq!(s["address_holders"], json!([active.id]));
+    assert_eq!(s["instances"].as_array().unwrap().len(), 2);
+    assert_eq!(s["orphans"], json!([old.id]));
+    assert_eq!(s["lock"]["holder"], "alice");
+    assert_eq!(s["unfinished"].as_array().unwrap().len(), 1);
+    let age = s["last_backup_age_seconds"].as_i64().unwrap();
+    assert!((290..=400).contains(&age), "{age}");
+
+    let before = site.sim.state().await["calls"].clone();
+    let p = site.json(&["plan"]);
+    assert_eq!(p["generation"], 2);
+    assert_eq!(p["instance_name"], "blog-2");
+    assert_eq!(p["replaces"], json!(active.id));
+    let blockers = p["blockers"].to_string();
+    assert!(
+        blockers.contains("alice") && blockers.contains("swap-2"),
+        "{blockers}"
+    );
+    // Read-only: no write reached the cloud.
+    let calls = site.sim.state().await["calls"].clone();
+    for op in calls.as_object().unwrap().keys() {
+        let read = op.starts_with("list-") || op.starts_with("get-");
+        assert!(read || calls[op] == before[op], "plan called {op}");
+    }
+    assert_eq!(
+        site.sim.state().await["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_names_a_template_that_does_not_exist() {
+    let site = Site::new();
+    let cfg = std::fs::read_to_string(site.project.config())
+        .unwrap()
+        .replace("Linux Debian 12 (Bookworm) 64-bit", "Linux Debian 99");
+    std::fs::write(site.project.config(), cfg).unwrap();
+    let out = site.baton(&["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("template \"Linux Debian 99\" not found")
+            && stderr(&out).contains("Linux Debian 12"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_without_cloud_credentials_names_them() {
+    let site = Site::new();
+    let out = Command::new(BATON)
+        .args(["status"])
+        .current_dir(site.project.path())
+        .env_remove("EXOSCALE_API_KEY")
+        .env_remove("EXOSCALE_API_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("EXOSCALE_API_KEY is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
