@@ -39,6 +39,9 @@ pub enum Command {
     Status(ReportArgs),
     /// Show what `baton swap` would do, checking the cloud and the store read-only.
     Plan(ReportArgs),
+    /// Delete what baton made and no longer needs: instances not active, provisioning
+    /// keys, artifacts no journal refers to.
+    Gc(GcArgs),
     /// (host) Back up Prometheus and the configured paths now.
     Backup(BackupArgs),
     /// (host) Bring the newest verified backup back into empty data directories.
@@ -56,6 +59,15 @@ pub struct ReportArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Print what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// The host side's config and paths.

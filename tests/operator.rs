@@ -212,3 +212,113 @@ async fn status_without_cloud_credentials_names_them() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
+    let site = Site::new();
+    let cloud = site.sim.client();
+    let orphan = site.instance(2).await;
+    let active = site.instance(3).await;
+    let state = json!({"version": 1, "active": {"generation": 3, "instance": active.id, "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
+    site.store
+        .put("state.json", serde_json::to_vec(&state).unwrap())
+        .await
+        .unwrap();
+    for name in ["baton-blog-2", "personal"] {
+        let k = baton::identity::ssh::generate_key(name).unwrap();
+        cloud
+            .register_ssh_key(
+                name,
+                &baton::identity::ssh::public_openssh(k.public_key()).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    site.store
+        .put("artifacts/aaaa", b"binary in use".to_vec())
+        .await
+        .unwrap();
+    site.store
+        .put("artifacts/bbbb", b"old bundle".to_vec())
+        .await
+        .unwrap();
+    site.store
+        .put(
+            "journal/swap-3.json",
+            serde_json::to_vec(&json!({"phase": "done", "state": {"binary": "aaaa"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let plan = site.json(&["gc", "--dry-run"]);
+    assert_eq!(
+        plan,
+        json!({"instances": [orphan.id], "ssh_keys": ["baton-blog-2"], "artifacts": ["artifacts/bbbb"]})
+    );
+    assert_eq!(
+        site.sim.state().await["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "--dry-run deleted something"
+    );
+
+    ok(site.baton(&["gc"]));
+    let world = site.sim.state().await;
+    let ids: Vec<&str> = world["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [active.id.as_str()]);
+    let keys: Vec<&str> = world["ssh-keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["personal"]);
+    assert!(site.store.get("artifacts/aaaa").await.unwrap().is_some());
+    assert!(site.store.get("artifacts/bbbb").await.unwrap().is_none());
+    // The lock it held is released.
+    let lock = baton::swap::lock::DeployLock::new(
+        site.store.clone(),
+        Arc::new(baton::clock::SystemClock),
+        Duration::from_secs(600),
+    );
+    assert_eq!(
+        lock.current().await.unwrap().map(|l| l.released),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_refuses_while_a_swap_is_unfinished() {
+    let site = Site::new();
+    let orphan = site.instance(2).await;
+    site.store
+        .put(
+            "journal/swap-2.json",
+            serde_json::to_vec(&json!({"phase": "running"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let out = site.baton(&["gc"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unfinished swap") && stderr(&out).contains("--resume"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        site.sim
+            .client()
+            .get_instance(&orphan.id)
+            .await
+            .unwrap()
+            .is_some(),
+        "gc deleted an instance of an unfinished swap"
+    );
+}

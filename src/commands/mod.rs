@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod backup;
+pub mod gc;
 pub mod init;
 pub mod known_hosts;
 pub mod plan;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Render(args) => render::run(&args),
         Command::Status(args) => block_on(status::run(&args)),
         Command::Plan(args) => block_on(plan::run(&args)),
+        Command::Gc(args) => block_on(gc::run(&args)),
         Command::Backup(args) => block_on(backup::run(&args)),
         Command::Restore(args) => block_on(restore::run(&args)),
         Command::Agent(args) => block_on(agent::run(&args)),

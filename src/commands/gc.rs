@@ -1,0 +1,123 @@
+//! `baton gc`: deletes what baton made and no longer needs. Planned first; `--dry-run`
+//! stops at the plan. Never while a swap runs or waits to be resumed.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::GcArgs;
+use crate::cloud::Cloud;
+use crate::config::Config;
+use crate::error::Error;
+use crate::swap::lock::{DeployLock, Holder};
+use crate::swap::overview::gather;
+
+/// Objects the swap uploads (binary, bundle), named by content hash.
+pub const ARTIFACTS: &str = "artifacts/";
+
+#[derive(Debug, Default, Serialize)]
+struct GcPlan {
+    instances: Vec<String>,
+    ssh_keys: Vec<String>,
+    artifacts: Vec<String>,
+}
+
+pub async fn run(args: &GcArgs) -> Result<(), Error> {
+    let config = Config::load(&args.report.config.path)?;
+    let (cloud, store) = super::operator(&config).await?;
+    // Holding the lock keeps a swap from starting while we delete.
+    let lock = DeployLock::new(
+        store.clone(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+        Duration::from_secs(600),
+    );
+    let taken = if args.dry_run {
+        None
+    } else {
+        Some(
+            lock.acquire(&Holder::this_process(), Duration::ZERO)
+                .await
+                .map_err(|e| Error::bad_input(e.to_string(), "run gc when no swap is running"))?,
+        )
+    };
+    let result = async {
+        let overview = gather(&config, &cloud, store.clone()).await?;
+        if !overview.unfinished.is_empty() {
+            return Err(Error::bad_input(
+                format!(
+                    "unfinished swap {}: its instances and keys are not garbage yet",
+                    overview.unfinished.join(", ")
+                ),
+                "run `baton swap --resume` or `baton swap --abort` first",
+            ));
+        }
+        let prefix = format!("baton-{}-", config.site.name);
+        let mut plan = GcPlan {
+            instances: overview.orphans.clone(),
+            ..Default::default()
+        };
+        plan.ssh_keys = cloud
+            .list_ssh_keys()
+            .await?
+            .into_iter()
+            .map(|k| k.name)
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        let mut journals = String::new();
+        for o in store.list(crate::swap::saga::JOURNALS).await? {
+            if let Some(b) = store.get(&o.key).await? {
+                journals.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+        plan.artifacts = store
+            .list(ARTIFACTS)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| !journals.contains(k.trim_start_matches(ARTIFACTS)))
+            .collect();
+        super::print(args.report.json, &plan, || {
+            let mut s = format!(
+                "{} {} instances, {} SSH keys, {} artifacts",
+                if args.dry_run {
+                    "would delete"
+                } else {
+                    "deleting"
+                },
+                plan.instances.len(),
+                plan.ssh_keys.len(),
+                plan.artifacts.len()
+            );
+            for i in &plan.instances {
+                s.push_str(&format!("\n  instance {i}"));
+            }
+            for k in &plan.ssh_keys {
+                s.push_str(&format!("\n  SSH key {k}"));
+            }
+            for a in &plan.artifacts {
+                s.push_str(&format!("\n  {a}"));
+            }
+            s
+        });
+        if args.dry_run {
+            return Ok(());
+        }
+        for i in &plan.instances {
+            cloud.delete_instance(i).await?;
+        }
+        for k in &plan.ssh_keys {
+            cloud.delete_ssh_key(k).await?;
+        }
+        for a in &plan.artifacts {
+            store.delete(a).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Some(t) = taken
+        && let Err(e) = lock.release(&t.lease).await
+    {
+        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
+    }
+    result
+}
