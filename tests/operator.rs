@@ -58,6 +58,13 @@ impl Site {
         serde_json::from_str(&ok(self.baton(&a))).unwrap()
     }
 
+    async fn put_json(&self, key: &str, value: Value) {
+        self.store
+            .put(key, serde_json::to_vec(&value).unwrap())
+            .await
+            .unwrap();
+    }
+
     async fn instance(&self, generation: u32) -> baton::cloud::Instance {
         let spec = InstanceSpec {
             name: format!("blog-{generation}"),
@@ -108,10 +115,7 @@ async fn status_and_plan_of_a_running_site() {
         .unwrap();
     cloud.attach_elastic_ip(&eip.id, &active.id).await.unwrap();
     let state = json!({"version": 1, "active": {"generation": 1, "instance": active.id, "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
-    site.store
-        .put("state.json", serde_json::to_vec(&state).unwrap())
-        .await
-        .unwrap();
+    site.put_json("state.json", state).await;
     let stamp = chrono::Utc::now() - chrono::Duration::minutes(5);
     site.store
         .put(
@@ -120,13 +124,8 @@ async fn status_and_plan_of_a_running_site() {
         )
         .await
         .unwrap();
-    site.store
-        .put(
-            "journal/swap-2.json",
-            serde_json::to_vec(&json!({"phase": "running"})).unwrap(),
-        )
-        .await
-        .unwrap();
+    site.put_json("journal/swap-2.json", json!({"phase": "running"}))
+        .await;
     let lock = baton::swap::lock::DeployLock::new(
         site.store.clone(),
         Arc::new(baton::clock::SystemClock),
@@ -220,10 +219,7 @@ async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
     let orphan = site.instance(2).await;
     let active = site.instance(3).await;
     let state = json!({"version": 1, "active": {"generation": 3, "instance": active.id, "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
-    site.store
-        .put("state.json", serde_json::to_vec(&state).unwrap())
-        .await
-        .unwrap();
+    site.put_json("state.json", state).await;
     for name in ["baton-blog-2", "personal"] {
         let k = baton::identity::ssh::generate_key(name).unwrap();
         cloud
@@ -242,13 +238,11 @@ async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
         .put("artifacts/bbbb", b"old bundle".to_vec())
         .await
         .unwrap();
-    site.store
-        .put(
-            "journal/swap-3.json",
-            serde_json::to_vec(&json!({"phase": "done", "state": {"binary": "aaaa"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    site.put_json(
+        "journal/swap-3.json",
+        json!({"phase": "done", "state": {"binary": "aaaa"}}),
+    )
+    .await;
 
     let plan = site.json(&["gc", "--dry-run"]);
     assert_eq!(
@@ -298,13 +292,8 @@ async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
 async fn gc_refuses_while_a_swap_is_unfinished() {
     let site = Site::new();
     let orphan = site.instance(2).await;
-    site.store
-        .put(
-            "journal/swap-2.json",
-            serde_json::to_vec(&json!({"phase": "running"})).unwrap(),
-        )
-        .await
-        .unwrap();
+    site.put_json("journal/swap-2.json", json!({"phase": "running"}))
+        .await;
     let out = site.baton(&["gc"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
