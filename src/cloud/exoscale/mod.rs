@@ -102,7 +102,51 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
+/// The retry state of one request: how many attempts, since when.
+struct Backoff<'a> {
+    policy: &'a RetryPolicy,
+    request: String,
+    start: Instant,
+    attempts: u32,
+}
+
+impl Backoff<'_> {
+    /// After a failed attempt: sleeps before the next one, or returns the error that ends
+    /// the request (not retryable, or the policy's attempts, time or `Retry-After` say stop).
+    async fn wait(&mut self, f: Failure) -> Result<(), CloudError> {
+        if !f.retryable {
+            return Err(f.error);
+        }
+        match self
+            .policy
+            .delay(self.attempts, self.start.elapsed(), f.retry_after)
+        {
+            Some(wait) => {
+                tracing::warn!("{}: {}; retrying in {wait:?}", self.request, f.error);
+                tokio::time::sleep(wait).await;
+                self.attempts += 1;
+                Ok(())
+            }
+            None => Err(CloudError::GaveUp {
+                request: self.request.clone(),
+                attempts: self.attempts + 1,
+                elapsed: self.start.elapsed(),
+                last: f.error.to_string(),
+            }),
+        }
+    }
+}
+
 impl ExoscaleClient {
+    fn backoff(&self, request: String) -> Backoff<'_> {
+        Backoff {
+            policy: &self.timing.retry,
+            request,
+            start: Instant::now(),
+            attempts: 0,
+        }
+    }
+
     /// `endpoint` is the API base, e.g. `https://api-ch-gva-2.exoscale.com/v2`.
     pub fn new(
         endpoint: &str,
@@ -226,33 +270,11 @@ impl ExoscaleClient {
             Some(b) => serde_json::to_vec(b).map_err(|e| CloudError::Invalid(e.to_string()))?,
             None => Vec::new(),
         };
-        let start = Instant::now();
-        let mut attempt = 0;
+        let mut backoff = self.backoff(format!("{method} {path}"));
         loop {
             match self.attempt(&method, path, query, &body).await {
                 Ok(bytes) => return Ok(bytes),
-                Err(f) if f.retryable => {
-                    match self
-                        .timing
-                        .retry
-                        .delay(attempt, start.elapsed(), f.retry_after)
-                    {
-                        Some(wait) => {
-                            tracing::warn!("{}; retrying in {wait:?}", f.error);
-                            tokio::time::sleep(wait).await;
-                            attempt += 1;
-                        }
-                        None => {
-                            return Err(CloudError::GaveUp {
-                                request: format!("{method} {path}"),
-                                attempts: attempt + 1,
-                                elapsed: start.elapsed(),
-                                last: f.error.to_string(),
-                            });
-                        }
-                    }
-                }
-                Err(f) => return Err(f.error),
+                Err(f) => backoff.wait(f).await?,
             }
         }
     }
@@ -498,9 +520,8 @@ impl Cloud for ExoscaleClient {
             public_ip_assignment: "inet4",
         };
         let body = serde_json::to_vec(&body).map_err(|e| CloudError::Invalid(e.to_string()))?;
-        let start = Instant::now();
-        let mut attempt = 0;
-        loop {
+        let mut backoff = self.backoff("POST /instance".to_string());
+        let bytes = loop {
             // Never create blindly: an earlier attempt may have made the VM and lost the
             // answer (a dropped connection, a 5xx after the fact).
             if let Some(existing) = self.list_instances(&spec.labels).await?.into_iter().next() {
@@ -512,50 +533,24 @@ impl Cloud for ExoscaleClient {
                 return Ok(existing);
             }
             match self.attempt(&Method::POST, "/instance", &[], &body).await {
-                Ok(bytes) => {
-                    let op: wire::Operation = decode("POST /instance", &bytes)?;
-                    let id = self
-                        .wait_operation(op)
-                        .await?
-                        .ok_or_else(|| CloudError::Decode {
-                            request: "POST /instance".into(),
-                            reason: "the operation names no instance".into(),
-                        })?;
-                    return self
-                        .get_instance(&id)
-                        .await?
-                        .ok_or_else(|| CloudError::NotFound {
-                            what: format!("instance {id} right after its creation"),
-                            hint: "check the zone's instances in the console".into(),
-                        });
-                }
-                Err(f) if f.retryable => {
-                    match self
-                        .timing
-                        .retry
-                        .delay(attempt, start.elapsed(), f.retry_after)
-                    {
-                        Some(wait) => {
-                            tracing::warn!(
-                                "{}; looking for the instance, then retrying in {wait:?}",
-                                f.error
-                            );
-                            tokio::time::sleep(wait).await;
-                            attempt += 1;
-                        }
-                        None => {
-                            return Err(CloudError::GaveUp {
-                                request: "POST /instance".into(),
-                                attempts: attempt + 1,
-                                elapsed: start.elapsed(),
-                                last: f.error.to_string(),
-                            });
-                        }
-                    }
-                }
-                Err(f) => return Err(f.error),
+                Ok(bytes) => break bytes,
+                Err(f) => backoff.wait(f).await?,
             }
-        }
+        };
+        let op: wire::Operation = decode("POST /instance", &bytes)?;
+        let id = self
+            .wait_operation(op)
+            .await?
+            .ok_or_else(|| CloudError::Decode {
+                request: "POST /instance".into(),
+                reason: "the operation names no instance".into(),
+            })?;
+        self.get_instance(&id)
+            .await?
+            .ok_or_else(|| CloudError::NotFound {
+                what: format!("instance {id} right after its creation"),
+                hint: "check the zone's instances in the console".into(),
+            })
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<Instance>, CloudError> {
