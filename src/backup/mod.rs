@@ -69,6 +69,13 @@ pub enum BackupError {
     NothingRestorable(String),
     #[error("{0}")]
     Refused(Refusal),
+    #[error(
+        "manifest {key} does not parse ({reason}): not pruning, since what it names is unknown\n  fix: inspect that object; delete it only if it is no backup"
+    )]
+    UnreadableManifest { key: String, reason: String },
+    /// A worker task died or a value would not encode: a bug, not bad input.
+    #[error("internal error while {doing}: {reason}")]
+    Internal { doing: &'static str, reason: String },
     #[error("manifest {0} already exists: refusing to overwrite a backup")]
     ManifestExists(String),
     #[error(

@@ -66,8 +66,10 @@ fn write_marker(
         at: chrono::Utc::now().to_rfc3339(),
     };
     let path = marker_path(host, config);
-    let bytes = serde_json::to_vec_pretty(&marker)
-        .map_err(|e| BackupError::NothingRestorable(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&marker).map_err(|e| BackupError::Internal {
+        doing: "encoding the restore marker",
+        reason: e.to_string(),
+    })?;
     crate::fsutil::write_atomic(&path, &bytes, crate::fsutil::PUBLIC).map_err(|e| BackupError::Io {
         action: "write",
         path,
@@ -233,7 +235,12 @@ async fn restore_manifest(
         let (p, t) = (packed.clone(), tree.clone());
         let unpacked = tokio::task::spawn_blocking(move || super::archive::unpack(&p, &t))
             .await
-            .map_err(|e| Attempt::Fatal(BackupError::NothingRestorable(e.to_string())))?;
+            .map_err(|e| {
+                Attempt::Fatal(BackupError::Internal {
+                    doing: "unpacking an archive",
+                    reason: e.to_string(),
+                })
+            })?;
         if let Err(e) = unpacked {
             return Err(Attempt::Unusable(format!("archive of {}: {e}", a.path)));
         }

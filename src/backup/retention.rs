@@ -67,9 +67,11 @@ pub async fn plan(store: &dyn ObjectStore, r: &Retention) -> Result<PrunePlan, B
             continue;
         };
         // A manifest that does not parse names nothing we can trust: keep everything.
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            BackupError::NothingRestorable(format!("{key} does not parse ({e}): not pruning"))
-        })?;
+        let m: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| BackupError::UnreadableManifest {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
         named_blocks.extend(m.blocks.into_iter().map(|b| b.ulid));
         named_archives.extend(m.archives.into_iter().map(|a| a.key));
     }

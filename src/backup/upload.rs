@@ -149,8 +149,10 @@ pub async fn backup(
         archives,
     };
     let key = manifest::manifest_key(&now, config.generation);
-    let bytes = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| BackupError::NothingRestorable(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Internal {
+        doing: "encoding the manifest",
+        reason: e.to_string(),
+    })?;
     let size = bytes.len() as u64;
     if store.create_new(&key, bytes).await? == Created::AlreadyExists {
         return Err(BackupError::ManifestExists(key));
@@ -211,7 +213,10 @@ async fn upload_block(
             async move {
                 let (size, sha256) = tokio::task::spawn_blocking(move || sha256_file(&path))
                     .await
-                    .map_err(|e| BackupError::NothingRestorable(e.to_string()))??;
+                    .map_err(|e| BackupError::Internal {
+                        doing: "hashing a block file",
+                        reason: e.to_string(),
+                    })??;
                 Ok::<_, BackupError>(FileEntry {
                     path: name,
                     size,
@@ -242,8 +247,10 @@ async fn upload_block(
     for f in meta {
         total += store.put_file(&block.key(f), &dir.join(&f.path)).await?;
     }
-    let index = serde_json::to_vec(&block.files)
-        .map_err(|e| BackupError::NothingRestorable(e.to_string()))?;
+    let index = serde_json::to_vec(&block.files).map_err(|e| BackupError::Internal {
+        doing: "encoding a block index",
+        reason: e.to_string(),
+    })?;
     total += index.len() as u64;
     store.put(&index_key, index).await?;
     Ok((block, total))
@@ -260,7 +267,10 @@ async fn upload_archive(
     let (src, out) = (source.to_path_buf(), packed.clone());
     tokio::task::spawn_blocking(move || super::archive::pack(&src, &out))
         .await
-        .map_err(|e| BackupError::NothingRestorable(e.to_string()))??;
+        .map_err(|e| BackupError::Internal {
+            doing: "packing an archive",
+            reason: e.to_string(),
+        })??;
     let (size, sha256) = sha256_file(&packed)?;
     let key = format!("{ARCHIVES}{sha256}.tar.gz");
     let stored = store
