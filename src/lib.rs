@@ -22,5 +22,6 @@ pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod swap;
+pub mod sync;
 
 pub use error::Error;

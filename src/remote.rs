@@ -116,7 +116,7 @@ impl client::Handler for Pinned {
             PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
         };
         let matches = key.key_data() == self.expected.key_data();
-        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        *crate::sync::lock(&self.presented) = Some(key);
         Ok(matches)
     }
 }
@@ -165,7 +165,7 @@ impl SshHost {
             }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
-                let got = presented.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let got = crate::sync::lock(&presented).clone();
                 if let Some(got) = got.filter(|g| g.key_data() != target.host_key.key_data()) {
                     return Err(RemoteError::HostKeyMismatch {
                         addr,

@@ -127,7 +127,7 @@ pub async fn backup_once(
 }
 
 fn set(metrics: &Mutex<Metrics>, f: impl FnOnce(&mut Metrics)) {
-    f(&mut metrics.lock().unwrap_or_else(|p| p.into_inner()));
+    f(&mut crate::sync::lock(metrics));
 }
 
 fn log_outcome(result: &Result<Outcome, BackupError>) {
@@ -161,7 +161,7 @@ pub async fn serve_metrics(
         "/metrics",
         get(move || {
             let m = metrics.clone();
-            async move { m.lock().unwrap_or_else(|p| p.into_inner()).render() }
+            async move { crate::sync::lock(&m).render() }
         }),
     );
     Ok(tokio::spawn(async move {

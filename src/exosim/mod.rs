@@ -114,9 +114,3 @@ impl Sim {
         Ok(())
     }
 }
-
-/// Locks a mutex; a panic while it was held cannot leave the world half-changed in a way
-/// that matters to a test double, so poisoning is ignored.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}

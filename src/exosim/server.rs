@@ -13,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::Sim;
 use super::faults::{self, Action, Fault, Latency};
 use super::world::{Effect, SimInstance, World, now_ms};
-use super::{Sim, lock};
 use crate::cloud::exoscale::{signing, wire};
 use crate::openapi::{self, Schema};
+use crate::sync::lock;
 
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle).with_state(sim)
