@@ -48,16 +48,20 @@ impl HostDir {
         self.path("srv/prometheus")
     }
 
-    fn baton(&self, s3: &S3Server, args: &[&str]) -> Output {
-        Command::new(BATON)
-            .args(args)
+    /// `baton ARGS -c agent.toml --root ROOT` with the store's credentials.
+    fn command(&self, s3: &S3Server, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BATON);
+        cmd.args(args)
             .arg("-c")
             .arg(&self.config)
             .arg("--root")
             .arg(self.root.path())
-            .envs(s3.env())
-            .output()
-            .unwrap()
+            .envs(s3.env());
+        cmd
+    }
+
+    fn baton(&self, s3: &S3Server, args: &[&str]) -> Output {
+        self.command(s3, args).output().unwrap()
     }
 
     fn json(&self, s3: &S3Server, args: &[&str]) -> Value {
@@ -109,6 +113,15 @@ fn running_host(s3: &S3Server, prefix: &str, generation: u64) -> (HostDir, Prome
     (host, prom)
 }
 
+/// A running generation 1 after its first-deploy restore (nothing in the store, but its
+/// own data counts), named active in state.json: a host that may back up.
+fn active_host(s3: &S3Server, prefix: &str) -> (HostDir, Prometheus) {
+    let (host, prom) = running_host(s3, prefix, 1);
+    ok(host.baton(s3, &["restore", "--if-empty"]));
+    set_active(s3, prefix, 1);
+    (host, prom)
+}
+
 fn wait_for_samples(prom: &Prometheus, at_least: u64) {
     wait_for("self-scraped samples", Duration::from_secs(30), || {
         let v = prom.query("count_over_time(up[1h])")?;
@@ -128,13 +141,9 @@ fn manifests(s3: &S3Server, prefix: &str) -> Vec<String> {
 #[test]
 fn backup_restore_and_a_second_prometheus_answers_the_same() {
     let s3 = S3Server::start();
-    let (host, prom) = running_host(&s3, "site", 1);
-    // Generation 1 on a first deploy: nothing to restore, but its own data counts.
-    ok(host.baton(&s3, &["restore", "--if-empty"]));
-    set_active(&s3, "site", 1);
+    let (host, prom) = active_host(&s3, "site");
     wait_for_samples(&prom, 3);
 
-    let backup_started = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     let first = host.json(&s3, &["backup"]);
     assert!(first["blocks"].as_u64().unwrap() >= 2, "{first}");
     assert_eq!(first["blocks_uploaded"], first["blocks"]);
@@ -167,15 +176,37 @@ fn backup_restore_and_a_second_prometheus_answers_the_same() {
     let original = prom.range("baton_test_value", start, end, 300);
     assert_eq!(original.as_array().unwrap().len(), 5, "{original}");
     assert_eq!(second.range("baton_test_value", start, end, 300), original);
-    // The live (head) samples came along too: the raw samples of the original's own `up`
-    // series up to the moment the backup began are exactly the restored ones.
+    // The live (head) samples came along too: every raw sample of the original's own `up`
+    // series that the snapshot covers (before its newest block's maxTime, exclusive) is
+    // exactly what the copy has. (Not "before the backup began": a scrape stamped just
+    // before that may be appended just after the snapshot.)
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(s3.object_path("site", first["manifest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let cut_ms = manifest["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let meta = s3.object_path(
+                "site",
+                &format!("backups/blocks/{}/meta.json", b["ulid"].as_str().unwrap()),
+            );
+            serde_json::from_slice::<Value>(&std::fs::read(meta).unwrap()).unwrap()["maxTime"]
+                .as_i64()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    let covered_until = (cut_ms - 1) as f64 / 1000.0;
     let raw = |p: &Prometheus| {
         p.query_at(
             &format!(
                 "up{{instance=\"{}\"}}[10m]",
                 prom.url.trim_start_matches("http://")
             ),
-            Some(backup_started),
+            Some(covered_until),
         )
         .unwrap()["data"]["result"][0]["values"]
             .clone()
@@ -201,9 +232,7 @@ fn backup_restore_and_a_second_prometheus_answers_the_same() {
 #[test]
 fn a_second_backup_uploads_only_the_new_blocks() {
     let s3 = S3Server::start();
-    let (host, prom) = running_host(&s3, "incr", 1);
-    ok(host.baton(&s3, &["restore", "--if-empty"]));
-    set_active(&s3, "incr", 1);
+    let (host, prom) = active_host(&s3, "incr");
     wait_for_samples(&prom, 2);
     let first = host.json(&s3, &["backup"]);
     let before = s3.request_count();
@@ -258,9 +287,7 @@ fn a_second_backup_uploads_only_the_new_blocks() {
 #[test]
 fn a_corrupt_or_missing_object_falls_back_to_the_previous_backup() {
     let s3 = S3Server::start();
-    let (host, prom) = running_host(&s3, "corrupt", 1);
-    ok(host.baton(&s3, &["restore", "--if-empty"]));
-    set_active(&s3, "corrupt", 1);
+    let (host, prom) = active_host(&s3, "corrupt");
     wait_for_samples(&prom, 2);
     let first = host.json(&s3, &["backup"]);
     wait_for_samples(&prom, 4);
@@ -393,9 +420,7 @@ fn a_host_that_is_not_active_or_not_restored_uploads_nothing() {
 #[test]
 fn kill_9_during_an_upload_leaves_the_previous_backup_restorable() {
     let s3 = S3Server::start();
-    let (host, prom) = running_host(&s3, "kill", 1);
-    ok(host.baton(&s3, &["restore", "--if-empty"]));
-    set_active(&s3, "kill", 1);
+    let (host, prom) = active_host(&s3, "kill");
     wait_for_samples(&prom, 2);
     let first = host.json(&s3, &["backup"]);
     wait_for_samples(&prom, 4);
@@ -403,14 +428,7 @@ fn kill_9_during_an_upload_leaves_the_previous_backup_restorable() {
     s3.put_delay_ms
         .store(400, std::sync::atomic::Ordering::SeqCst);
     let before = s3.request_count();
-    let mut child = Command::new(BATON)
-        .args(["backup", "-c"])
-        .arg(&host.config)
-        .arg("--root")
-        .arg(host.root.path())
-        .envs(s3.env())
-        .spawn()
-        .unwrap();
+    let mut child = host.command(&s3, &["backup"]).spawn().unwrap();
     wait_for(
         "the second backup's first block upload",
         Duration::from_secs(30),
@@ -443,9 +461,7 @@ fn kill_9_during_an_upload_leaves_the_previous_backup_restorable() {
 #[test]
 fn the_agent_backs_up_on_schedule_serves_metrics_and_backs_up_once_more_on_sigterm() {
     let s3 = S3Server::start();
-    let (host, prom) = running_host(&s3, "agent", 1);
-    ok(host.baton(&s3, &["restore", "--if-empty"]));
-    set_active(&s3, "agent", 1);
+    let (host, prom) = active_host(&s3, "agent");
     wait_for_samples(&prom, 2);
     let config = std::fs::read_to_string(&host.config).unwrap();
     let port: u16 = config
@@ -457,14 +473,7 @@ fn the_agent_backs_up_on_schedule_serves_metrics_and_backs_up_once_more_on_sigte
         .unwrap()
         .parse()
         .unwrap();
-    let mut child = Command::new(BATON)
-        .args(["agent", "-c"])
-        .arg(&host.config)
-        .arg("--root")
-        .arg(host.root.path())
-        .envs(s3.env())
-        .spawn()
-        .unwrap();
+    let mut child = host.command(&s3, &["agent"]).spawn().unwrap();
     let metrics = wait_for("two scheduled backups", Duration::from_secs(60), || {
         let out = Command::new("curl")
             .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
@@ -527,9 +536,7 @@ fn only_one_backup_runs_at_a_time_on_a_host() {
 #[test]
 fn prune_plans_then_deletes_manifests_first_and_unreferenced_blocks() {
     let s3 = S3Server::start();
-    let (host, prom) = running_host(&s3, "prune", 1);
-    ok(host.baton(&s3, &["restore", "--if-empty"]));
-    set_active(&s3, "prune", 1);
+    let (host, prom) = active_host(&s3, "prune");
     let mut names = Vec::new();
     for n in 0..3 {
         wait_for_samples(&prom, 2 + 2 * n);

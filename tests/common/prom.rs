@@ -20,27 +20,10 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn binary(name: &str) -> PathBuf {
-    let p = Path::new("/usr/bin").join(name);
-    assert!(
-        p.exists(),
-        "{name} is missing: install Debian's prometheus (`.ci/run` does)"
-    );
-    p
-}
-
 impl Prometheus {
     /// Starts Prometheus on `data`, scraping itself every second, admin API on.
     pub fn start(data: &Path, work: &Path) -> Prometheus {
-        let port = free_port();
+        let port = super::free_port();
         std::fs::create_dir_all(work).unwrap();
         let config = work.join("prometheus.yml");
         std::fs::write(
@@ -49,7 +32,7 @@ impl Prometheus {
         )
         .unwrap();
         let log = work.join("prometheus.log");
-        let child = Command::new(binary("prometheus"))
+        let child = Command::new(super::require("prometheus", "prometheus"))
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -149,7 +132,7 @@ pub fn synthetic_blocks(data: &Path, work: &Path, series: usize, start: i64, end
     std::fs::create_dir_all(work).unwrap();
     std::fs::write(&input, om).unwrap();
     std::fs::create_dir_all(data).unwrap();
-    let out = Command::new(binary("promtool"))
+    let out = Command::new(super::require("promtool", "prometheus"))
         .args(["tsdb", "create-blocks-from", "openmetrics"])
         .arg(&input)
         .arg(data)
