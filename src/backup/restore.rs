@@ -248,7 +248,7 @@ async fn restore_manifest(
     }
 
     // Everything is here and verified: only renames are left.
-    place(&staged_data.path().to_path_buf(), &data_dir)?;
+    place(staged_data.path(), &data_dir)?;
     for (_staged, tree, target) in &staged_paths {
         place(tree, target)?;
     }
@@ -261,14 +261,12 @@ async fn restore_manifest(
 }
 
 /// Renames `staged` to `target`, replacing an empty directory.
-fn place(staged: &PathBuf, target: &Path) -> Result<(), BackupError> {
+/// (The staging directory's guard then finds nothing at its path, which it ignores.)
+fn place(staged: &Path, target: &Path) -> Result<(), BackupError> {
     if target.exists() {
         std::fs::remove_dir(target).map_err(io("replace (it must be empty)", target))?;
     }
-    std::fs::rename(staged, target).map_err(io("rename into place", target))?;
-    // The TempDir guard must not delete what is now the target: recreate an empty
-    // placeholder where it looks.
-    std::fs::create_dir_all(staged).map_err(io("create", staged))
+    std::fs::rename(staged, target).map_err(io("rename into place", target))
 }
 
 /// `--catch-up`: adds the blocks of the newest manifest that this host does not have, to a
