@@ -731,7 +731,7 @@ impl Sim {
                 .unwrap_or_else(|| format!("instance-{}", &id[..8])),
             labels: serde_json::from_value(body["labels"].clone()).unwrap_or_default(),
             state: "starting".into(),
-            created_at: httpdate_rfc3339(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             public_ip: w.allocate_public_ip(),
             template_id: template.to_string(),
             instance_type_id: itype.to_string(),
@@ -753,10 +753,6 @@ impl Sim {
         );
         self.answer_with_hook(w, op, "create", &self.options.on_create, instance, fail)
     }
-}
-
-fn httpdate_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

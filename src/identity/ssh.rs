@@ -104,8 +104,8 @@ pub fn sign_host_certificate(
     let mut builder = Builder::new_with_random_nonce(
         &mut UnwrapErr(SysRng),
         host_key.key_data().clone(),
-        unix_seconds(req.valid_after),
-        unix_seconds(req.valid_before),
+        crate::clock::unix_seconds(req.valid_after),
+        crate::clock::unix_seconds(req.valid_before),
     )
     .map_err(sign)?;
     builder.serial(req.serial).map_err(sign)?;
@@ -116,11 +116,6 @@ pub fn sign_host_certificate(
     }
     builder.comment(req.key_id.clone()).map_err(sign)?;
     builder.sign(ca).map_err(sign)
-}
-
-fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 pub fn certificate_openssh(cert: &Certificate) -> Result<String, IdentityError> {

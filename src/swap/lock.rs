@@ -7,11 +7,11 @@
 //! nothing is ever overwritten. The winner deletes the epochs below its own.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, unix_seconds};
 use crate::store::{Created, ObjectStore, StoreError};
 
 pub const PREFIX: &str = "lock/";
@@ -93,10 +93,6 @@ fn key(epoch: u64) -> String {
     format!("{PREFIX}{epoch:012}")
 }
 
-fn secs(t: SystemTime) -> u64 {
-    crate::clock::unix_seconds(t)
-}
-
 fn rfc3339(unix: u64) -> String {
     chrono::DateTime::from_timestamp(unix as i64, 0)
         .map_or_else(|| unix.to_string(), |t| t.to_rfc3339())
@@ -136,7 +132,7 @@ impl DeployLock {
     }
 
     fn lease(&self, epoch: u64, holder: &Holder, acquired: u64, released: bool) -> Lease {
-        let now = secs(self.clock.now());
+        let now = unix_seconds(self.clock.now());
         Lease {
             epoch,
             holder: holder.name.clone(),
@@ -186,7 +182,7 @@ impl DeployLock {
         let started = std::time::Instant::now();
         loop {
             let current = self.current().await?;
-            let now = secs(self.clock.now());
+            let now = unix_seconds(self.clock.now());
             let (epoch, took_over) = match &current {
                 None => (1, None),
                 Some(l) if l.released => (l.epoch + 1, None),
