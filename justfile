@@ -21,3 +21,7 @@ demo:
 # Benchmark backups against restic on a >= 1 GiB TSDB (minutes; cached data in /var/tmp).
 bench-backup:
     scripts/bench-backup
+
+# The swap's overhead against a cloud's pace (needs root; about 3 minutes).
+bench-swap:
+    scripts/bench-swap

@@ -12,6 +12,8 @@ use crate::config::{Backup, Store};
 
 /// Where cloud-init puts the file on the host.
 pub const PATH: &str = "/etc/baton/agent.toml";
+/// The agent's object-store credentials (mode 0600), as systemd's EnvironmentFile.
+pub const ENV_PATH: &str = "/etc/baton/agent.env";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -50,6 +50,76 @@ pub enum Command {
     Agent(HostArgs),
     /// (host) Delete backups the retention policy no longer keeps.
     Prune(PruneArgs),
+    /// Replace the server: create the next generation, prove it, move the address, delete
+    /// the old one. Resumable (`--resume`) and undoable (`--abort`).
+    Swap(SwapArgs),
+    /// Write the reproducible zip of the compose bundle and print its sha256.
+    Bundle(BundleArgs),
+    /// (host) The steps a swap runs on a server over SSH.
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SwapArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Finish the unfinished swap from its journal.
+    #[arg(long, conflicts_with_all = ["abort", "dry_run"])]
+    pub resume: bool,
+    /// Undo the unfinished swap.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub abort: bool,
+    /// Print what a swap would do (as `baton plan`), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace a server that cannot hand over (broken, unreachable): the new one starts
+    /// from the last backup, and what the old one recorded since is lost.
+    #[arg(long)]
+    pub no_handover: bool,
+    /// Wait this long for the deploy lock when another swap holds it (e.g. 10m).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where to write the zip.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Wait until cloud-init finished without errors and `baton restore` succeeded.
+    Ready {
+        #[command(flatten)]
+        host: HostArgs,
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Fetch the bundle from the store by its sha256, unpack it, and start the stack.
+    Up {
+        #[command(flatten)]
+        host: HostArgs,
+        #[arg(long, value_name = "HEX")]
+        sha256: String,
+        /// The command that starts the stack, run in the unpacked bundle.
+        #[arg(long = "command", value_name = "SHELL")]
+        command: String,
+    },
+    /// Run a command in the running bundle's directory (what a failed health check shows).
+    Logs {
+        #[command(flatten)]
+        host: HostArgs,
+        #[arg(long = "command", value_name = "SHELL")]
+        command: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -74,10 +144,10 @@ pub struct GcArgs {
 #[derive(Debug, Args)]
 pub struct HostArgs {
     /// The host's config file.
-    #[arg(short = 'c', long = "config", default_value = crate::agent_config::PATH, value_name = "FILE")]
+    #[arg(short = 'c', long = "config", env = "BATON_AGENT_CONFIG", default_value = crate::agent_config::PATH, value_name = "FILE")]
     pub path: PathBuf,
     /// Treat DIR as the root for every host path in the config (for tests and chroots).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "BATON_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]

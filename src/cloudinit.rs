@@ -75,6 +75,8 @@ pub struct HostSecrets<'a> {
     pub host_certificate: &'a Certificate,
     pub tls: &'a TlsLeaf,
     pub store_credentials: Option<&'a StoreCredentials>,
+    /// baton's own login key, added to the admin user's keys.
+    pub deploy_key: Option<&'a ssh_key::PublicKey>,
 }
 
 /// The rendered user-data: readable YAML, and the encoded form the API takes.
@@ -212,7 +214,7 @@ pub fn render(
     ];
     if let Some(creds) = secrets.store_credentials {
         write_files.push(WriteFile::new(
-            "/etc/baton/agent.env",
+            agent_config::ENV_PATH,
             agent_env(creds).as_str(),
             "0600",
         ));
@@ -240,6 +242,10 @@ pub fn render(
         runcmd.push(argv(&["systemctl", "daemon-reload"]));
     }
 
+    let mut authorized = config.ssh.authorized_keys.clone();
+    if let Some(k) = secrets.deploy_key {
+        authorized.push(ssh::public_openssh(k)?.trim_end().to_string());
+    }
     let doc = CloudConfig {
         bootcmd: bootcmd(config.cloud.elastic_ip),
         users: vec![User {
@@ -247,7 +253,7 @@ pub fn render(
             shell: "/bin/bash",
             lock_passwd: true,
             sudo: "ALL=(ALL) NOPASSWD:ALL",
-            ssh_authorized_keys: config.ssh.authorized_keys.clone(),
+            ssh_authorized_keys: authorized,
         }],
         disable_root: true,
         ssh_pwauth: false,

@@ -92,6 +92,10 @@ pub struct Ssh {
     pub host_ca: PathBuf,
     #[serde(default = "default_cert_lifetime", deserialize_with = "duration")]
     pub cert_lifetime: Duration,
+    /// The key baton itself logs in with (its public half is added to the admin user's
+    /// authorized keys on every server).
+    #[serde(default = "default_deploy_key")]
+    pub deploy_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +129,8 @@ pub struct Store {
 pub struct Bundle {
     pub dir: PathBuf,
     pub up: String,
+    /// What a failed health check runs on the server to show why.
+    pub logs: String,
 }
 
 impl Default for Bundle {
@@ -132,6 +138,7 @@ impl Default for Bundle {
         Bundle {
             dir: PathBuf::from("docker"),
             up: "docker compose up -d --wait".to_string(),
+            logs: "docker compose ps; docker compose logs --no-color --tail 30".to_string(),
         }
     }
 }
@@ -145,6 +152,11 @@ pub struct Swap {
     pub health_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub handover_timeout: Duration,
+    /// The baton binary the new server runs [default: the one running the swap]. It must
+    /// be built for the server (Linux x86_64).
+    pub agent_binary: Option<PathBuf>,
+    /// The HTTPS port the health check and the address check use.
+    pub https_port: u16,
 }
 
 impl Default for Swap {
@@ -155,6 +167,8 @@ impl Default for Swap {
             boot_timeout: Duration::from_secs(10 * 60),
             health_timeout: Duration::from_secs(5 * 60),
             handover_timeout: Duration::from_secs(10 * 60),
+            agent_binary: None,
+            https_port: 443,
         }
     }
 }
@@ -193,6 +207,9 @@ fn default_ssh_port() -> u16 {
 }
 fn default_host_ca() -> PathBuf {
     PathBuf::from("keys/host-ca")
+}
+fn default_deploy_key() -> PathBuf {
+    PathBuf::from("keys/deploy")
 }
 fn default_cert_lifetime() -> Duration {
     Duration::from_secs(90 * 24 * 3600)
@@ -335,6 +352,10 @@ impl Config {
         let mut p = self.host_ca_key().into_os_string();
         p.push(".pub");
         PathBuf::from(p)
+    }
+
+    pub fn deploy_key(&self) -> PathBuf {
+        self.resolve(&self.ssh.deploy_key)
     }
 
     pub fn tls_ca_cert(&self) -> PathBuf {

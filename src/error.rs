@@ -31,6 +31,18 @@ pub enum Error {
     Cloud(#[from] CloudError),
     #[error(transparent)]
     Overview(#[from] crate::swap::overview::OverviewError),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error(transparent)]
+    Lock(#[from] crate::swap::lock::LockError),
+    /// A step on a server failed; the message says which and why.
+    #[error("{0}")]
+    Failed(String),
+    /// A swap ended as its report says; exit with `code` (1 undone, 3 needs attention).
+    #[error("{message}")]
+    Swap { message: String, code: i32 },
     /// The command line or the files it names cannot be used as they are.
     #[error("{message}\n  fix: {fix}")]
     BadInput { message: String, fix: String },
@@ -47,6 +59,12 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::BadInput { .. } => EXIT_BAD_INPUT,
+            Error::Swap { code, .. } => *code,
+            Error::Bundle(
+                crate::bundle::BundleError::Unreadable { .. }
+                | crate::bundle::BundleError::Unsupported { .. }
+                | crate::bundle::BundleError::Empty { .. },
+            ) => EXIT_BAD_INPUT,
             Error::UserData(UserDataError::TooLarge { .. }) => EXIT_BAD_INPUT,
             Error::Identity(IdentityError::Load { .. }) => EXIT_BAD_INPUT,
             Error::Backup(BackupError::TargetNotEmpty { .. }) => EXIT_BAD_INPUT,

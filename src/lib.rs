@@ -6,6 +6,7 @@
 
 pub mod agent_config;
 pub mod backup;
+pub mod bundle;
 pub mod cli;
 pub mod clock;
 pub mod cloud;

@@ -89,6 +89,31 @@ pub trait RemoteHost: Send + Sync {
     async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<u64, RemoteError>;
 }
 
+/// Opens a [`RemoteHost`]: SSH in production, anything in a test.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Connects, retrying while the server boots, until `timeout`.
+    async fn connect(
+        &self,
+        target: &SshTarget,
+        timeout: Duration,
+    ) -> Result<Box<dyn RemoteHost>, RemoteError>;
+}
+
+/// Connects with [`SshHost::connect_until`].
+pub struct SshConnector;
+
+#[async_trait]
+impl Connector for SshConnector {
+    async fn connect(
+        &self,
+        target: &SshTarget,
+        timeout: Duration,
+    ) -> Result<Box<dyn RemoteHost>, RemoteError> {
+        Ok(Box::new(SshHost::connect_until(target, timeout).await?))
+    }
+}
+
 /// Where and as whom to connect, and the only host key to accept.
 #[derive(Clone)]
 pub struct SshTarget {

@@ -19,8 +19,13 @@ pub struct SiteState {
 pub struct Active {
     pub generation: u64,
     pub instance: String,
+    /// The instance's own public IP (the Elastic IP is in baton.toml).
     pub address: String,
     pub since: String,
+    /// The host key baton generated for it (OpenSSH public key): the only one it accepts
+    /// when it connects for the next swap's hand-over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,6 @@
 
 mod common;
 
-#[path = "common/exosim.rs"]
-mod exosim;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -13,8 +10,8 @@ use std::time::Duration;
 use baton::cloud::{Cloud, InstanceSpec};
 use baton::store::ObjectStore;
 use baton::store::fs::FsStore;
+use common::exosim::{Exosim, KEY, SECRET};
 use common::*;
-use exosim::{Exosim, KEY, SECRET};
 use serde_json::{Value, json};
 
 struct Site {

@@ -46,6 +46,10 @@ struct Args {
     /// Run `CMD ID NAME USER_DATA_FILE` before each delete completes.
     #[arg(long, value_name = "CMD")]
     on_delete: Option<String>,
+    /// Make the Elastic IPs real for PORT: connections to EIP:PORT reach the instances
+    /// holding it, at their public IP (repeatable; the addresses must be local).
+    #[arg(long = "forward", value_name = "PORT")]
+    forward: Vec<u16>,
     /// Where decoded user-data files go [default: a temporary directory].
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
@@ -77,6 +81,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut options = Options::new(&args.key, &args.secret, work_dir);
     options.zone = args.zone;
+    let options_eips = args.eips.clone();
     options.elastic_ips = args.eips;
     options.operation_delay = args.operation_delay;
     options.faults = args.faults;
@@ -85,6 +90,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     options.on_create = args.on_create;
     options.on_delete = args.on_delete;
     let sim = Sim::new(options)?;
+    for eip in &options_eips {
+        for port in &args.forward {
+            let ip: std::net::IpAddr = eip.parse()?;
+            let f = baton::exosim::forward::forward(sim.clone(), ip, *port)
+                .await
+                .map_err(|e| format!("cannot forward {ip}:{port}: {e}"))?;
+            tokio::spawn(f);
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("exosim: listening on http://{}/v2", listener.local_addr()?);
     let shutdown = async {

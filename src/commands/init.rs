@@ -24,6 +24,7 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
     let authorized = authorized_keys(args, &keys)?;
     let host_ca = ssh::generate_key(&format!("baton host CA for {}", args.site))?;
     let tls_ca = TlsCa::generate(&args.site)?;
+    let deploy = ssh::generate_key(&format!("baton deploy key for {}", args.site))?;
 
     let store = args
         .store
@@ -66,6 +67,16 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
         (
             keys.join("host-ca.pub"),
             ssh::public_openssh(host_ca.public_key())?.into_bytes(),
+            PUBLIC,
+        ),
+        (
+            keys.join("deploy"),
+            ssh::private_openssh(&deploy)?.as_bytes().to_vec(),
+            PRIVATE,
+        ),
+        (
+            keys.join("deploy.pub"),
+            ssh::public_openssh(deploy.public_key())?.into_bytes(),
             PUBLIC,
         ),
         (

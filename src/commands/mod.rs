@@ -2,7 +2,9 @@
 
 pub mod agent;
 pub mod backup;
+pub mod bundle;
 pub mod gc;
+pub mod host;
 pub mod init;
 pub mod known_hosts;
 pub mod plan;
@@ -10,6 +12,7 @@ pub mod prune;
 pub mod render;
 pub mod restore;
 pub mod status;
+pub mod swap;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -26,6 +29,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Restore(args) => block_on(restore::run(&args)),
         Command::Agent(args) => block_on(agent::run(&args)),
         Command::Prune(args) => block_on(prune::run(&args)),
+        Command::Host(args) => block_on(host::run(&args)),
+        Command::Bundle(args) => bundle::run(&args),
+        Command::Swap(args) => block_on(swap::run(&args)),
     }
 }
 
@@ -54,9 +60,27 @@ pub(crate) struct HostContext {
 impl HostContext {
     pub async fn open(args: &crate::cli::HostArgs) -> Result<HostContext, Error> {
         let config = crate::agent_config::AgentConfig::load(&args.path)?;
-        let store = crate::store::open(&config.store).await?;
+        let host = crate::backup::Host::new(args.root.as_deref());
+        // Over SSH (a swap's hand-over, an operator's `sudo baton backup`) the service's
+        // environment file is not loaded: read it, the process environment first.
+        let file =
+            std::fs::read_to_string(host.path(std::path::Path::new(crate::agent_config::ENV_PATH)))
+                .unwrap_or_default();
+        let from_file = zeroize::Zeroizing::new(file);
+        let env = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| {
+                    from_file
+                        .lines()
+                        .find_map(|l| l.strip_prefix(var)?.strip_prefix('='))
+                        .map(str::to_string)
+                })
+        };
+        let store = crate::store::open_with(&config.store, &env).await?;
         Ok(HostContext {
-            host: crate::backup::Host::new(args.root.as_deref()),
+            host,
             config,
             store,
         })

@@ -29,6 +29,7 @@ pub fn render(
 ) -> Result<Rendered, Error> {
     let host_ca = ssh::load_private(&config.host_ca_key(), "the SSH host CA")?;
     let tls_ca = TlsCa::load(&config.tls_ca_cert(), &config.tls_ca_key())?;
+    let deploy = ssh::load_private(&config.deploy_key(), "baton's deploy key")?;
     let name = config.instance_name(generation);
 
     let host_key = ssh::generate_key(&format!("{name} host key"))?;
@@ -58,6 +59,7 @@ pub fn render(
         host_certificate: &host_certificate,
         tls: &tls,
         store_credentials: credentials.as_ref(),
+        deploy_key: Some(deploy.public_key()),
     };
     let user_data = cloudinit::render(config, generation, &secrets, agent)?;
     Ok(Rendered {

@@ -6,10 +6,28 @@ use crate::error::Error;
 
 pub async fn run(args: &RestoreArgs) -> Result<(), Error> {
     let ctx = super::HostContext::open(&args.host).await?;
+    let failed = ctx
+        .host
+        .path(&ctx.config.state_dir)
+        .join(super::host::RESTORE_FAILED);
     let report = if args.catch_up {
         catch_up(ctx.store.as_ref(), &ctx.host, &ctx.config).await?
     } else {
-        restore(ctx.store.as_ref(), &ctx.host, &ctx.config, args.if_empty).await?
+        match restore(ctx.store.as_ref(), &ctx.host, &ctx.config, args.if_empty).await {
+            Ok(r) => {
+                let _ = std::fs::remove_file(&failed);
+                r
+            }
+            Err(e) => {
+                // The swap's `baton host ready` reports this at once instead of timing out.
+                let _ = crate::fsutil::write_atomic(
+                    &failed,
+                    e.to_string().as_bytes(),
+                    crate::fsutil::PUBLIC,
+                );
+                return Err(e.into());
+            }
+        }
     };
     for fallback in &report.fell_back {
         eprintln!("warning: skipped {fallback}");

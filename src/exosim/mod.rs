@@ -7,6 +7,7 @@
 //! does when the cloud misbehaves, and for backing instances with real VMs.
 
 pub mod faults;
+pub mod forward;
 mod server;
 pub mod world;
 

@@ -199,6 +199,14 @@ impl ObjectStore for FsStore {
         }
     }
 
+    async fn download_url(
+        &self,
+        key: &str,
+        _valid: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        Ok(format!("file://{}", self.path(key)?.display()))
+    }
+
     fn describe(&self) -> String {
         self.url.clone()
     }

@@ -77,17 +77,32 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// Deletes `key`; a missing object is success.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// A URL a host without this store's credentials can fetch `key` from until `valid`
+    /// has passed (pre-signed for S3; a `file://` URL for the file store, local only).
+    async fn download_url(
+        &self,
+        key: &str,
+        valid: std::time::Duration,
+    ) -> Result<String, StoreError>;
     /// A human name for messages: the URL.
     fn describe(&self) -> String;
 }
 
 /// Opens the store a config names. S3 credentials come from the environment only.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    open_with(config, &|var| std::env::var(var).ok()).await
+}
+
+/// Opens the store with credentials looked up in `env`.
+pub async fn open_with(
+    config: &StoreConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if let Some(path) = config.url.strip_prefix("file://") {
         return Ok(Arc::new(fs::FsStore::new(Path::new(path), &config.url)?));
     }
     if config.url.starts_with("s3://") {
-        return Ok(Arc::new(s3::S3Store::from_config(config).await?));
+        return Ok(Arc::new(s3::S3Store::from_config(config, env).await?));
     }
     Err(StoreError::BadUrl {
         url: config.url.clone(),

@@ -36,10 +36,13 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    pub async fn from_config(config: &StoreConfig) -> Result<S3Store, StoreError> {
+    /// Credentials come from `env` (the process environment, or a host's agent.env).
+    pub async fn from_config(
+        config: &StoreConfig,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<S3Store, StoreError> {
         let get = |var: &'static str| {
-            std::env::var(var)
-                .ok()
+            env(var)
                 .filter(|v| !v.is_empty())
                 .ok_or(StoreError::MissingCredentials { var })
         };
@@ -414,6 +417,24 @@ impl ObjectStore for S3Store {
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(self.io("delete", key, e)),
         }
+    }
+
+    async fn download_url(
+        &self,
+        key: &str,
+        valid: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(valid)
+            .map_err(|e| self.io("pre-sign", key, e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key)?)
+            .presigned(config)
+            .await
+            .map_err(|e| self.io("pre-sign", key, e))?;
+        Ok(request.uri().to_string())
     }
 
     fn describe(&self) -> String {

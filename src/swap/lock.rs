@@ -81,6 +81,14 @@ pub struct Taken {
     pub took_over: Option<Lease>,
 }
 
+/// A lease held by a process of this machine that no longer exists (a swap killed on this
+/// laptop): waiting for its expiry would only delay the `--resume`.
+fn dead_here(lease: &Lease, holder: &Holder) -> bool {
+    lease.host == holder.host
+        && lease.pid != holder.pid
+        && !std::path::Path::new(&format!("/proc/{}", lease.pid)).exists()
+}
+
 pub struct DeployLock {
     store: Arc<dyn ObjectStore>,
     clock: Arc<dyn Clock>,
@@ -186,7 +194,9 @@ impl DeployLock {
             let (epoch, took_over) = match &current {
                 None => (1, None),
                 Some(l) if l.released => (l.epoch + 1, None),
-                Some(l) if l.expires <= now => (l.epoch + 1, Some(l.clone())),
+                Some(l) if l.expires <= now || dead_here(l, holder) => {
+                    (l.epoch + 1, Some(l.clone()))
+                }
                 Some(l) => {
                     if started.elapsed() + self.poll > wait {
                         return Err(LockError::Busy {

@@ -1,5 +1,6 @@
-//! The swap: blue/green replacement of the server as a saga. So far: the deploy lock.
+//! The swap: blue/green replacement of the server as a saga under the deploy lock.
 
 pub mod lock;
 pub mod overview;
 pub mod saga;
+pub mod steps;

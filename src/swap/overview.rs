@@ -94,6 +94,11 @@ pub async fn gather(
             && let Ok(j) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && j["phase"] != "done"
             && j["phase"] != "undone"
+            // Failed after its commit: finished; its leftovers are in state.json.
+            && !(j["phase"] == "needs-attention"
+                && j["done"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|s| s == "commit")))
         {
             unfinished.push(format!(
                 "{} ({})",

@@ -103,6 +103,8 @@ pub struct Saga<S> {
     store: Arc<dyn ObjectStore>,
     /// Called as each step starts and ends (progress output).
     pub on_step: Box<ProgressFn>,
+    /// Called after each step's journal entry is saved (crash tests stop the process here).
+    pub on_saved: Box<dyn Fn(&'static str) + Send + Sync>,
 }
 
 impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
@@ -111,7 +113,16 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
             steps,
             store,
             on_step: Box::new(|_, _| {}),
+            on_saved: Box::new(|_| {}),
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
     }
 
     pub fn journal_key(id: &str) -> String {
@@ -211,6 +222,7 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
                 Ok(()) => {
                     j.done.push(step.name().to_string());
                     self.save(j).await?;
+                    (self.on_saved)(step.name());
                 }
                 Err(e) => {
                     if self.committed(j).is_some() {

@@ -27,7 +27,12 @@ impl Drop for Exosim {
 
 impl Exosim {
     pub fn start(extra: &[&str]) -> Exosim {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &[&str], env: &[(&str, String)]) -> Exosim {
         let mut child = Command::new(env!("CARGO_BIN_EXE_exosim"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args([
                 "--listen",
                 "127.0.0.1:0",

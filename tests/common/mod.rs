@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+pub mod exosim;
 pub mod prom;
+pub mod rehearsal;
 pub mod s3;
 pub mod sshd;
 

@@ -1,0 +1,245 @@
+//! The docker-compose bundle: a reproducible zip of the `docker/` directory (sorted entries,
+//! fixed times, modes reduced to 0644/0755), so the same tree always gives the same bytes
+//! and the same content hash, and an unpacker that refuses anything escaping its target.
+
+use std::io::{Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(
+        "the bundle directory {dir} cannot be read: {reason}\n  fix: create it (bundle.dir in \
+         baton.toml names it) with the compose file in it"
+    )]
+    Unreadable { dir: PathBuf, reason: String },
+    #[error(
+        "{path} is a {kind}, which a bundle cannot carry\n  fix: replace it with a regular file \
+         (the bundle holds regular files and directories only)"
+    )]
+    Unsupported { path: PathBuf, kind: &'static str },
+    #[error("the bundle directory {dir} holds no files\n  fix: put the compose file in it")]
+    Empty { dir: PathBuf },
+    #[error("cannot write the bundle: {0}")]
+    Write(String),
+    #[error("the bundle is damaged or hostile: {0}")]
+    Bad(String),
+    #[error("cannot unpack the bundle into {target}: {reason}")]
+    Unpack { target: PathBuf, reason: String },
+}
+
+/// A zip in memory and its sha256.
+pub struct Bundle {
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+    pub files: usize,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Regular files under `dir`, as sorted '/'-separated relative names.
+fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BundleError> {
+    let unreadable = |reason: String| BundleError::Unreadable {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&d).map_err(|e| unreadable(format!("{}: {e}", d.display())))?
+        {
+            let entry = entry.map_err(|e| unreadable(e.to_string()))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let rel = path
+                    .strip_prefix(dir)
+                    .map_err(|e| unreadable(e.to_string()))?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((rel, path));
+            } else {
+                return Err(BundleError::Unsupported {
+                    path,
+                    kind: if kind.is_symlink() {
+                        "symbolic link"
+                    } else {
+                        "special file"
+                    },
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Zips `dir` reproducibly.
+pub fn zip_dir(dir: &Path) -> Result<Bundle, BundleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let files = files_under(dir)?;
+    if files.is_empty() {
+        return Err(BundleError::Empty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let write = |e: zip::result::ZipError| BundleError::Write(e.to_string());
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, path) in &files {
+        let unreadable = |e: std::io::Error| BundleError::Unreadable {
+            dir: dir.to_path_buf(),
+            reason: format!("{}: {e}", path.display()),
+        };
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
+        let mode = if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .last_modified_time(DateTime::default())
+            .unix_permissions(mode);
+        zip.start_file(name.as_str(), options).map_err(write)?;
+        let bytes = std::fs::read(path).map_err(unreadable)?;
+        zip.write_all(&bytes)
+            .map_err(|e| BundleError::Write(e.to_string()))?;
+    }
+    let bytes = zip.finish().map_err(write)?.into_inner();
+    Ok(Bundle {
+        sha256: sha256_hex(&bytes),
+        bytes,
+        files: files.len(),
+    })
+}
+
+/// Unpacks into `target`, which must not exist yet: everything goes into a staging
+/// directory beside it first, so a bad entry leaves nothing behind.
+pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), BundleError> {
+    let fail = |reason: String| BundleError::Unpack {
+        target: target.to_path_buf(),
+        reason,
+    };
+    let parent = target
+        .parent()
+        .ok_or_else(|| fail("it has no parent directory".into()))?;
+    std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".bundle-")
+        .tempdir_in(parent)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut archive =
+        ZipArchive::new(Cursor::new(bytes)).map_err(|e| BundleError::Bad(e.to_string()))?;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| BundleError::Bad(e.to_string()))?;
+        let name = entry
+            .name()
+            .map_or_else(|_| "(not UTF-8)".to_string(), |n| n.into_owned());
+        let Some(rel) = entry.enclosed_name() else {
+            return Err(BundleError::Bad(format!(
+                "entry {name:?} would land outside the target"
+            )));
+        };
+        if entry.is_symlink() {
+            return Err(BundleError::Bad(format!(
+                "entry {name:?} is a symbolic link"
+            )));
+        }
+        let dest = staging.path().join(&rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(|e| fail(e.to_string()))?;
+            continue;
+        }
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(|e| fail(e.to_string()))?;
+        }
+        let mut content = Vec::new();
+        entry
+            .read_to_end(&mut content)
+            .map_err(|e| BundleError::Bad(format!("{name}: {e}")))?;
+        let mode = if entry.unix_mode().unwrap_or(0) & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        crate::fsutil::write_atomic(&dest, &content, mode).map_err(|e| fail(e.to_string()))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, target).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&staged);
+        fail(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(dir: &Path) {
+        std::fs::create_dir_all(dir.join("grafana/dashboards")).unwrap();
+        std::fs::write(dir.join("compose.yaml"), "services: {}\n").unwrap();
+        std::fs::write(dir.join("grafana/dashboards/site.json"), "{}").unwrap();
+    }
+
+    #[test]
+    fn same_tree_same_bytes_and_a_change_changes_them() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        tree(a.path());
+        tree(b.path());
+        let first = zip_dir(a.path()).unwrap();
+        let other = zip_dir(b.path()).unwrap();
+        assert_eq!(first.sha256, other.sha256);
+        assert_eq!(first.files, 2);
+        std::fs::write(b.path().join("compose.yaml"), "services: {x: {}}\n").unwrap();
+        assert_ne!(zip_dir(b.path()).unwrap().sha256, first.sha256);
+    }
+
+    #[test]
+    fn unpacks_what_it_packed_and_refuses_a_symlink() {
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let z = zip_dir(src.path()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("stack");
+        unpack(&z.bytes, &target).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(target.join("grafana/dashboards/site.json")).unwrap(),
+            "{}"
+        );
+        std::os::unix::fs::symlink("/etc/passwd", src.path().join("link")).unwrap();
+        let e = zip_dir(src.path()).err().unwrap().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn an_escaping_entry_leaves_nothing_behind() {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+        zip.start_file("ok.txt", SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"fine").unwrap();
+        zip.start_file("../evil.txt", SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"evil").unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let out = tempfile::tempdir().unwrap();
+        let e = unpack(&bytes, &out.path().join("stack")).unwrap_err();
+        assert!(e.to_string().contains("outside the target"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

@@ -1,0 +1,277 @@
+//! A swap rehearsal on this machine: exosim with loopback VMs behind it (scripts/loopback-vm:
+//! real sshd with the user-data's host key, real `baton restore`, real Prometheus and an
+//! HTTPS stack), the Elastic IP forwarded to whoever holds it, a file store, and a project
+//! made by `baton init`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+
+use super::exosim::{Exosim, KEY, SECRET};
+use super::{BATON, free_port, ok, require};
+
+pub struct Rehearsal {
+    pub dir: tempfile::TempDir,
+    pub exosim: Exosim,
+    pub net: String,
+    pub eip: String,
+    pub ssh_port: u16,
+    pub site: PathBuf,
+    pub vms: PathBuf,
+}
+
+static NEXT_NET: AtomicU32 = AtomicU32::new(0);
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Drop for Rehearsal {
+    fn drop(&mut self) {
+        // Power off whatever is left (a failed test): the hook stops its processes.
+        if let Ok(entries) = std::fs::read_dir(&self.vms) {
+            for e in entries.flatten() {
+                if e.path().join("instance.json").exists() {
+                    let _ = Command::new(scripts().join("loopback-vm"))
+                        .args(["delete", &e.file_name().to_string_lossy(), "-", "-"])
+                        .env("LOOPBACK_VM_DIR", &self.vms)
+                        .output();
+                }
+            }
+        }
+    }
+}
+
+impl Rehearsal {
+    pub fn start() -> Rehearsal {
+        require("sshd", "openssh-server");
+        require("prometheus", "prometheus");
+        require("sudo", "sudo");
+        let dir = tempfile::tempdir().unwrap();
+        // A /24 of loopback per rehearsal: tests run side by side.
+        let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+        let net = format!("127.{}.{}", 100 + std::process::id() % 100, 10 + n);
+        let eip = format!("{net}.2");
+        let ssh_port = free_port();
+        let vms = dir.path().join("vms");
+        std::fs::create_dir_all(&vms).unwrap();
+        let vm = scripts().join("loopback-vm");
+        let exosim = Exosim::start_with_env(
+            &[
+                "--eip",
+                &eip,
+                "--forward",
+                "443",
+                "--forward",
+                &ssh_port.to_string(),
+                "--on-create",
+                &format!("{} create", vm.display()),
+                "--on-delete",
+                &format!("{} delete", vm.display()),
+            ],
+            &[
+                ("LOOPBACK_VM_DIR", vms.display().to_string()),
+                ("LOOPBACK_VM_BATON", BATON.to_string()),
+                ("LOOPBACK_VM_NET", net.clone()),
+            ],
+        );
+        let site = dir.path().join("site");
+        let store = dir.path().join("store");
+        ok(Command::new(BATON)
+            .args(["init", "--dir"])
+            .arg(&site)
+            .args(["--elastic-ip", &eip, "--ssh-port", &ssh_port.to_string()])
+            .arg("--store")
+            .arg(format!("file://{}", store.display()))
+            .args(["--cloud-endpoint", &exosim.url])
+            .output()
+            .unwrap());
+        let r = Rehearsal {
+            dir,
+            exosim,
+            net,
+            eip,
+            ssh_port,
+            site,
+            vms,
+        };
+        // A small stand-in for the binary the server would download: the loopback VMs
+        // run the local baton, so uploading 300 MB of debug build per test buys nothing.
+        std::fs::write(r.site.join("agent-binary"), b"#!/bin/sh\nexit 0\n").unwrap();
+        r.edit(|t| {
+            t.replace("admin_user = \"deploy\"", "admin_user = \"batonvm\"")
+                .replace("dir = \"docker\"", "dir = \"stack\"")
+                .replace(
+                    "up = \"docker compose up -d --wait\"",
+                    "up = \"python3 loopback-stack start\"",
+                )
+                .replace(
+                    "logs = \"docker compose ps; docker compose logs --no-color --tail 30\"",
+                    "logs = \"python3 loopback-stack logs\"",
+                )
+                .replace("boot_timeout = \"10m\"", "boot_timeout = \"40s\"")
+                .replace("health_timeout = \"5m\"", "health_timeout = \"15s\"")
+                .replace("handover_timeout = \"10m\"", "handover_timeout = \"60s\"")
+                .replace(
+                    "# agent_binary = \"target/x86_64-unknown-linux-gnu/release/baton\"",
+                    "agent_binary = \"agent-binary\"",
+                )
+        });
+        let stack = r.site.join("stack");
+        std::fs::create_dir_all(stack.join("public")).unwrap();
+        std::fs::copy(
+            scripts().join("loopback-stack"),
+            stack.join("loopback-stack"),
+        )
+        .unwrap();
+        std::fs::write(stack.join("public/index.html"), "<h1>hello</h1>\n").unwrap();
+        std::fs::write(
+            stack.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    \
+             static_configs:\n      - targets: [\"localhost:9090\"]\n",
+        )
+        .unwrap();
+        r
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.site.join("baton.toml")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Rewrites baton.toml; the edit must change something.
+    pub fn edit(&self, f: impl FnOnce(&str) -> String) {
+        let before = std::fs::read_to_string(self.config()).unwrap();
+        let after = f(&before);
+        assert_ne!(before, after, "the edit changed nothing");
+        std::fs::write(self.config(), after).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BATON);
+        c.args(args)
+            .arg("-c")
+            .arg(self.config())
+            .env("EXOSCALE_API_KEY", KEY)
+            .env("EXOSCALE_API_SECRET", SECRET)
+            .env_remove("BATON_FAILPOINT_CRASH_AFTER");
+        c
+    }
+
+    pub fn baton(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// `baton swap --json ARGS`, its summary, and the whole output.
+    pub fn swap(&self, args: &[&str]) -> (Output, Value) {
+        let mut a = vec!["swap", "--json"];
+        a.extend_from_slice(args);
+        let out = self.baton(&a);
+        let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out, summary)
+    }
+
+    pub fn sim(&self) -> Value {
+        rt().block_on(self.exosim.state())
+    }
+
+    /// Makes the `nth` next call of `op` answer with `action` (exosim's fault syntax).
+    pub fn inject(&self, op: &str, action: &str) {
+        let calls = self.sim()["calls"][op].as_u64().unwrap_or(0);
+        rt().block_on(
+            self.exosim
+                .config(json!({ "faults": [format!("{op}:{}:{action}", calls + 1)] })),
+        );
+    }
+
+    /// Changes how the next VM boots (see scripts/loopback-vm).
+    pub fn next_vm(&self, behaviour: Value) {
+        std::fs::write(self.vms.join("next.json"), behaviour.to_string()).unwrap();
+    }
+
+    pub fn site_state(&self) -> Option<Value> {
+        std::fs::read(self.store().join("state.json"))
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    pub fn active(&self) -> (u64, String) {
+        let s = self.site_state().expect("state.json exists");
+        (
+            s["active"]["generation"].as_u64().unwrap(),
+            s["active"]["instance"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The generation that answers HTTPS through the Elastic IP, checked with curl against
+    /// the project's TLS CA (a fresh connection each time).
+    pub fn generation_via_address(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(self.site.join("keys/tls-ca.crt"))
+            .args([
+                "--resolve",
+                &format!("blog.example.org:443:{}", self.eip),
+                "https://blog.example.org/.well-known/baton",
+            ])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
+
+    /// Everything that says generation `generation` on `instance` serves, and nothing else
+    /// is left: one instance, the address on it alone, no provisioning key, lock released,
+    /// no unfinished journal, the site answering through the address.
+    pub fn assert_serving(&self, generation: u64, instance: &str) {
+        assert_eq!(self.active(), (generation, instance.to_string()));
+        let sim = self.sim();
+        let instances: Vec<&str> = sim["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(instances, vec![instance], "instances in exosim");
+        let holders: Vec<&str> = sim["elastic-ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["instances"].as_array().unwrap())
+            .map(|i| i.as_str().unwrap())
+            .collect();
+        assert_eq!(holders, vec![instance], "Elastic IP holders");
+        let keys: Vec<&str> = sim["ssh-keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap())
+            .filter(|n| n.starts_with("baton-"))
+            .collect();
+        assert!(keys.is_empty(), "provisioning keys left: {keys:?}");
+        let status: Value = serde_json::from_str(&ok(self.baton(&["status", "--json"]))).unwrap();
+        assert_eq!(status["lock"], Value::Null, "lock still held: {status}");
+        assert_eq!(status["unfinished"], json!([]), "{status}");
+        assert_eq!(self.generation_via_address(), generation.to_string());
+    }
+
+    pub fn vm_root(&self, instance: &str) -> PathBuf {
+        self.vms.join(instance)
+    }
+}

@@ -1,0 +1,397 @@
+//! `baton swap` against exosim with loopback VMs (tests/common/rehearsal.rs): the happy
+//! path, a fault injected at every step, a crash after every step, and two swaps at once.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::rehearsal::Rehearsal;
+use common::{ok, stderr};
+use serde_json::{Value, json};
+
+/// A first deploy; returns the instance.
+fn deployed() -> (Rehearsal, String) {
+    let r = Rehearsal::start();
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "first deploy: {}", stderr(&out));
+    assert_eq!(summary["generation"], 1);
+    let instance = summary["instance"].as_str().unwrap().to_string();
+    r.assert_serving(1, &instance);
+    (r, instance)
+}
+
+fn artifacts(r: &Rehearsal) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(r.store().join("artifacts"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn first_deploy_then_two_swaps_move_the_site_and_its_data() {
+    let (r, first) = deployed();
+    let known_hosts = r.dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, ok(r.baton(&["known-hosts"]))).unwrap();
+    let known_before = std::fs::read(&known_hosts).unwrap();
+    let ssh_login = || {
+        Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg("-i")
+            .arg(r.site.join("keys/deploy"))
+            .args(["-p", &r.ssh_port.to_string()])
+            .arg(format!("batonvm@{}", r.eip))
+            .arg("cat $BATON_ROOT/etc/baton/generation")
+            .output()
+            .unwrap()
+    };
+    // Real ssh, through the address, trusting only the CA line.
+    assert_eq!(ok(ssh_login()).trim(), "1");
+    // A moment generation 1's Prometheus has a sample for.
+    let gen1_ip = r.site_state().unwrap()["active"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The time of a sample generation 1's Prometheus scraped.
+    let t1: f64 = common::wait_for(
+        "generation 1's first scrape",
+        Duration::from_secs(30),
+        || prom_up_at(&gen1_ip, None),
+    );
+
+    let mut previous = first;
+    for generation in [2u64, 3] {
+        let (out, summary) = r.swap(&[]);
+        assert!(out.status.success(), "swap: {}", stderr(&out));
+        assert_eq!(summary["generation"], generation);
+        assert_eq!(summary["replaced"], Value::String(previous.clone()));
+        let steps: Vec<&str> = summary["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps.len(), 12, "{steps:?}");
+        let instance = summary["instance"].as_str().unwrap().to_string();
+        r.assert_serving(generation, &instance);
+        // The old VM is off: its directory and processes are gone.
+        assert!(!r.vm_root(&previous).exists());
+        assert_eq!(ok(ssh_login()).trim(), generation.to_string());
+        previous = instance;
+    }
+    assert_eq!(std::fs::read(&known_hosts).unwrap(), known_before);
+
+    // Prometheus data went along: a sample generation 1 scraped before any swap is
+    // answered by generation 3's Prometheus.
+    let ip = r.site_state().unwrap()["active"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_3 = common::wait_for("generation 3's Prometheus", Duration::from_secs(30), || {
+        prom_up_at(&ip, Some(t1))
+    });
+    assert_eq!(on_3, t1);
+    assert!(
+        std::fs::read_dir(r.store().join("backups/manifests"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("-g2.json")),
+        "generation 2 handed over"
+    );
+    assert_eq!(r.sim()["violations"], json!([]));
+}
+
+/// The time of the newest sample of `up` at `time` (default now) on the Prometheus at `ip`.
+fn prom_up_at(ip: &str, time: Option<f64>) -> Option<f64> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "3", "--get"])
+        .arg(format!("http://{ip}:9090/api/v1/query"))
+        .args(["--data-urlencode", "query=timestamp(up)"]);
+    if let Some(t) = time {
+        cmd.args(["--data-urlencode", &format!("time={t}")]);
+    }
+    let v: Value = serde_json::from_slice(&cmd.output().ok()?.stdout).ok()?;
+    let sample_time: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+    // With a time given, only that very sample counts.
+    if time.is_some_and(|t| (t - sample_time).abs() > 1e-6) {
+        return None;
+    }
+    Some(sample_time)
+}
+
+/// The swap fails at `step`; everything must be as before it started.
+fn fails_cleanly(r: &Rehearsal, old: &str, step: &str, why: &str) -> Value {
+    let state_before = std::fs::read(r.store().join("state.json")).unwrap();
+    let artifacts_before = artifacts(r);
+    let (out, summary) = r.swap(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("failed at {step}")), "{err}");
+    assert!(err.contains(why), "expected {why:?} in:\n{err}");
+    assert!(err.contains("the old server serves as before"), "{err}");
+    assert_eq!(summary["outcome"], "undone");
+    r.assert_serving(1, old);
+    assert_eq!(
+        std::fs::read(r.store().join("state.json")).unwrap(),
+        state_before,
+        "state.json changed"
+    );
+    assert_eq!(artifacts(r), artifacts_before, "artifacts left behind");
+    summary
+}
+
+#[test]
+fn fault_in_prepare() {
+    let (r, old) = deployed();
+    r.edit(|t| {
+        t.replace(
+            "agent_binary = \"agent-binary\"",
+            "agent_binary = \"missing\"",
+        )
+    });
+    fails_cleanly(&r, &old, "prepare", "missing");
+}
+
+#[test]
+fn fault_in_register_key() {
+    let (r, old) = deployed();
+    r.inject("register-ssh-key", "400");
+    fails_cleanly(&r, &old, "register-key", "400");
+}
+
+#[test]
+fn fault_in_create() {
+    let (r, old) = deployed();
+    r.inject("create-instance", "fail");
+    fails_cleanly(&r, &old, "create", "create-instance");
+}
+
+#[test]
+fn a_vm_that_never_answers_ssh_is_rolled_back_within_the_boot_timeout() {
+    let (r, old) = deployed();
+    r.edit(|t| t.replace("boot_timeout = \"40s\"", "boot_timeout = \"8s\""));
+    r.next_vm(json!({"ssh": false}));
+    let summary = fails_cleanly(&r, &old, "wait", "did not answer SSH");
+    let wait = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "wait")
+        .unwrap()["seconds"]
+        .as_f64()
+        .unwrap();
+    // It kept trying for most of the boot timeout, and gave up within it (plus one
+    // connection attempt's own timeout).
+    assert!((5.0..13.0).contains(&wait), "waited {wait}s");
+}
+
+#[test]
+fn fault_in_wait_restore_fails() {
+    let (r, old) = deployed();
+    r.next_vm(json!({"restore": "fail"}));
+    fails_cleanly(&r, &old, "wait", "baton restore failed on this server");
+}
+
+#[test]
+fn fault_in_wait_cloud_init_error() {
+    let (r, old) = deployed();
+    r.next_vm(json!({"cloud_init_error": "runcmd: install-agent exited 1"}));
+    fails_cleanly(&r, &old, "wait", "cloud-init reported errors");
+}
+
+#[test]
+fn fault_in_up() {
+    let (r, old) = deployed();
+    r.edit(|t| {
+        t.replace(
+            "up = \"python3 loopback-stack start\"",
+            "up = \"python3 loopback-stack start && echo pull failed >&2 && exit 4\"",
+        )
+    });
+    fails_cleanly(&r, &old, "up", "pull failed");
+}
+
+#[test]
+fn fault_in_health_shows_the_stack_and_its_logs() {
+    let (r, old) = deployed();
+    std::fs::write(r.site.join("stack/STATUS"), "503 database unreachable").unwrap();
+    let summary = fails_cleanly(&r, &old, "health", "503");
+    let problems = summary["problems"].to_string();
+    assert!(
+        problems.contains("the stack on the server says"),
+        "{problems}"
+    );
+    assert!(problems.contains(r#"\"GET / HTTP/1.1\" 503"#), "{problems}");
+}
+
+#[test]
+fn fault_in_hand_over() {
+    let (r, old) = deployed();
+    // The old server's Prometheus is down: its final backup cannot be taken.
+    let pid: i32 = std::fs::read_to_string(r.vm_root(&old).join("run/prometheus.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    ok(Command::new("kill").arg(pid.to_string()).output().unwrap());
+    fails_cleanly(&r, &old, "hand-over", "backup --final");
+}
+
+#[test]
+fn fault_in_attach_address() {
+    let (r, old) = deployed();
+    r.inject("attach-instance-to-elastic-ip", "fail");
+    fails_cleanly(&r, &old, "attach-address", "attach-instance-to-elastic-ip");
+}
+
+#[test]
+fn fault_in_detach_old() {
+    let (r, old) = deployed();
+    r.inject("detach-instance-from-elastic-ip", "fail");
+    fails_cleanly(&r, &old, "detach-old", "detach-instance-from-elastic-ip");
+}
+
+#[test]
+fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
+    let (r, old) = deployed();
+    r.inject("delete-instance", "fail");
+    let (out, summary) = r.swap(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("needs attention"), "{err}");
+    assert!(err.contains(&old), "{err}");
+    let new = summary["instance"].as_str().unwrap().to_string();
+    assert_eq!(r.active(), (2, new.clone()));
+    let leftovers = r.site_state().unwrap()["leftovers"].to_string();
+    assert!(leftovers.contains(&old), "{leftovers}");
+    // Not unfinished: a new swap or gc may run. gc deletes the old instance.
+    ok(r.baton(&["gc"]));
+    r.assert_serving(2, &new);
+}
+
+/// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
+/// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
+fn crash_after(step: &str) {
+    let (r, old) = deployed();
+    let crashed = r
+        .command(&["swap"])
+        .env("BATON_FAILPOINT_CRASH_AFTER", step)
+        .output()
+        .unwrap();
+    assert!(
+        crashed.status.code().is_none(),
+        "did not crash: {}",
+        stderr(&crashed)
+    );
+    let past_commit = matches!(step, "commit" | "clean-up");
+    let plain = r.baton(&["swap"]);
+    assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("did not finish"),
+        "{}",
+        stderr(&plain)
+    );
+    if past_commit {
+        let abort = r.baton(&["swap", "--abort"]);
+        assert_eq!(abort.status.code(), Some(3), "{}", stderr(&abort));
+        assert!(
+            stderr(&abort).contains("can only be resumed"),
+            "{}",
+            stderr(&abort)
+        );
+        let (out, summary) = r.swap(&["--resume"]);
+        assert!(out.status.success(), "resume: {}", stderr(&out));
+        r.assert_serving(2, summary["instance"].as_str().unwrap());
+        return;
+    }
+    let abort = r.baton(&["swap", "--abort"]);
+    assert!(abort.status.success(), "abort: {}", stderr(&abort));
+    r.assert_serving(1, &old);
+
+    let crashed = r
+        .command(&["swap"])
+        .env("BATON_FAILPOINT_CRASH_AFTER", step)
+        .output()
+        .unwrap();
+    assert!(
+        crashed.status.code().is_none(),
+        "did not crash: {}",
+        stderr(&crashed)
+    );
+    let (out, summary) = r.swap(&["--resume"]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    r.assert_serving(2, summary["instance"].as_str().unwrap());
+}
+
+macro_rules! crash_tests {
+    ($($name:ident => $step:literal),* $(,)?) => {
+        $(#[test] fn $name() { crash_after($step) })*
+    };
+}
+
+crash_tests! {
+    crash_after_prepare => "prepare",
+    crash_after_register_key => "register-key",
+    crash_after_create => "create",
+    crash_after_wait => "wait",
+    crash_after_up => "up",
+    crash_after_health => "health",
+    crash_after_hand_over => "hand-over",
+    crash_after_attach_address => "attach-address",
+    crash_after_verify_address => "verify-address",
+    crash_after_detach_old => "detach-old",
+    crash_after_commit => "commit",
+    crash_after_clean_up => "clean-up",
+}
+
+#[test]
+fn two_swaps_at_once_one_runs_the_other_names_the_holder_or_waits() {
+    let (r, _) = deployed();
+    let a = r
+        .command(&["swap", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = r
+        .command(&["swap", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = a.wait_with_output().unwrap();
+    let b = b.wait_with_output().unwrap();
+    let outcomes = [a.status.success(), b.status.success()];
+    assert_eq!(
+        outcomes.iter().filter(|s| **s).count(),
+        1,
+        "a: {}\nb: {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let loser = if outcomes[0] { &b } else { &a };
+    assert!(
+        stderr(loser).contains("another swap holds the deploy lock"),
+        "{}",
+        stderr(loser)
+    );
+    // With --lock-wait the second one waits its turn and then replaces the first's work.
+    let first = r
+        .command(&["swap", "--json", "--lock-wait", "3m"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (waited, _) = r.swap(&["--lock-wait", "3m"]);
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    let (generation, instance) = r.active();
+    assert_eq!(generation, 4);
+    r.assert_serving(4, &instance);
+}
