@@ -13,6 +13,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 work=$(mktemp -d /tmp/baton-demo.XXXXXX)
+# sshd reads a VM's authorized_keys as the admin user, who must be able to pass through.
+chmod 711 "$work"
 net=${NET:?set NET, e.g. 127.0.77}
 eip=$net.2
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
