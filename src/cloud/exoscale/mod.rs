@@ -79,8 +79,10 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             retry: RetryPolicy::default(),
-            poll_min: Duration::from_millis(500),
-            poll_max: Duration::from_secs(3),
+            // An operation's end is noticed at most a second late: a swap waits on about
+            // six of them, and each late second is baton's overhead (BENCHMARKS.md).
+            poll_min: Duration::from_millis(250),
+            poll_max: Duration::from_secs(1),
             operation_timeout: Duration::from_secs(10 * 60),
             request_timeout: Duration::from_secs(60),
         }
