@@ -374,6 +374,27 @@ impl Config {
         }
     }
 
+    /// What generation `generation`'s instance is made of, labelled so that a retry finds
+    /// it; no key and no user-data yet.
+    pub fn instance_spec(&self, generation: u64) -> crate::cloud::InstanceSpec {
+        crate::cloud::InstanceSpec {
+            name: self.instance_name(generation),
+            labels: std::collections::BTreeMap::from([
+                (crate::cloud::LABEL_SITE.to_string(), self.site.name.clone()),
+                (
+                    crate::cloud::LABEL_GENERATION.to_string(),
+                    generation.to_string(),
+                ),
+            ]),
+            template: self.instance.template.clone(),
+            instance_type: self.instance.instance_type.clone(),
+            disk_gb: self.instance.disk_gb,
+            security_groups: self.instance.security_groups.clone(),
+            ssh_key: None,
+            user_data: String::new(),
+        }
+    }
+
     /// The name of generation `n`'s instance; also one of its certificate's principals.
     pub fn instance_name(&self, generation: u64) -> String {
         format!("{}-{generation}", self.site.name)

@@ -276,10 +276,8 @@ fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
     r.assert_serving(2, &new);
 }
 
-/// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
-/// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
-fn crash_after(step: &str) {
-    let (r, old) = deployed();
+/// Runs a swap that dies (like `kill -9`) right after `step` is journalled.
+fn crash(r: &Rehearsal, step: &str) {
     let crashed = r
         .command(&["swap"])
         .env("BATON_FAILPOINT_CRASH_AFTER", step)
@@ -290,6 +288,13 @@ fn crash_after(step: &str) {
         "did not crash: {}",
         stderr(&crashed)
     );
+}
+
+/// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
+/// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
+fn crash_after(step: &str) {
+    let (r, old) = deployed();
+    crash(&r, step);
     let past_commit = matches!(step, "commit" | "clean-up");
     let plain = r.baton(&["swap"]);
     assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
@@ -315,16 +320,7 @@ fn crash_after(step: &str) {
     assert!(abort.status.success(), "abort: {}", stderr(&abort));
     r.assert_serving(1, &old);
 
-    let crashed = r
-        .command(&["swap"])
-        .env("BATON_FAILPOINT_CRASH_AFTER", step)
-        .output()
-        .unwrap();
-    assert!(
-        crashed.status.code().is_none(),
-        "did not crash: {}",
-        stderr(&crashed)
-    );
+    crash(&r, step);
     let (out, summary) = r.swap(&["--resume"]);
     assert!(out.status.success(), "resume: {}", stderr(&out));
     r.assert_serving(2, summary["instance"].as_str().unwrap());

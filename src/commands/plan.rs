@@ -1,11 +1,9 @@
 //! `baton plan`: what a swap would do now, checked read-only against the cloud and store.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
-use crate::cloud::{Cloud, InstanceSpec, LABEL_GENERATION, LABEL_SITE};
+use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Error;
 use crate::swap::overview::gather;
@@ -28,19 +26,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let overview = gather(&config, &cloud, store).await?;
     let generation = overview.active_generation().map_or(1, |g| g + 1);
     let name = config.instance_name(generation);
-    let spec = InstanceSpec {
-        name: name.clone(),
-        labels: BTreeMap::from([
-            (LABEL_SITE.to_string(), config.site.name.clone()),
-            (LABEL_GENERATION.to_string(), generation.to_string()),
-        ]),
-        template: config.instance.template.clone(),
-        instance_type: config.instance.instance_type.clone(),
-        disk_gb: config.instance.disk_gb,
-        security_groups: config.instance.security_groups.clone(),
-        ssh_key: None,
-        user_data: String::new(),
-    };
+    let spec = config.instance_spec(generation);
     // Names that do not resolve are bad input: nothing would be created.
     cloud.preflight(&spec).await?;
     let eip = cloud.find_elastic_ip(config.cloud.elastic_ip).await?;

@@ -222,16 +222,7 @@ async fn initial_state(
         no_handover,
         ..Default::default()
     };
-    let spec = crate::cloud::InstanceSpec {
-        name: state.instance_name.clone(),
-        labels: state.labels(),
-        template: config.instance.template.clone(),
-        instance_type: config.instance.instance_type.clone(),
-        disk_gb: config.instance.disk_gb,
-        security_groups: config.instance.security_groups.clone(),
-        ssh_key: None,
-        user_data: String::new(),
-    };
+    let spec = config.instance_spec(generation);
     cloud.preflight(&spec).await?;
     state.elastic_ip_id = cloud.find_elastic_ip(config.cloud.elastic_ip).await?.id;
     // Generation N's labels must be free: an instance there is a leftover of an earlier

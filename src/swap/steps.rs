@@ -435,14 +435,9 @@ impl Step<SwapState> for Create {
             }
         };
         let spec = InstanceSpec {
-            name: s.instance_name.clone(),
-            labels: s.labels(),
-            template: ctx.config.instance.template.clone(),
-            instance_type: ctx.config.instance.instance_type.clone(),
-            disk_gb: ctx.config.instance.disk_gb,
-            security_groups: ctx.config.instance.security_groups.clone(),
             ssh_key: Some(s.key_name.clone()),
             user_data: user_data.to_string(),
+            ..ctx.config.instance_spec(s.generation)
         };
         let instance = ctx
             .cloud
