@@ -155,8 +155,6 @@ pub struct Swap {
     /// The baton binary the new server runs [default: the one running the swap]. It must
     /// be built for the server (Linux x86_64).
     pub agent_binary: Option<PathBuf>,
-    /// The HTTPS port the health check and the address check use.
-    pub https_port: u16,
 }
 
 impl Default for Swap {
@@ -168,7 +166,6 @@ impl Default for Swap {
             health_timeout: Duration::from_secs(5 * 60),
             handover_timeout: Duration::from_secs(10 * 60),
             agent_binary: None,
-            https_port: 443,
         }
     }
 }
@@ -379,13 +376,7 @@ impl Config {
     pub fn instance_spec(&self, generation: u64) -> crate::cloud::InstanceSpec {
         crate::cloud::InstanceSpec {
             name: self.instance_name(generation),
-            labels: std::collections::BTreeMap::from([
-                (crate::cloud::LABEL_SITE.to_string(), self.site.name.clone()),
-                (
-                    crate::cloud::LABEL_GENERATION.to_string(),
-                    generation.to_string(),
-                ),
-            ]),
+            labels: crate::cloud::generation_labels(&self.site.name, generation),
             template: self.instance.template.clone(),
             instance_type: self.instance.instance_type.clone(),
             disk_gb: self.instance.disk_gb,

@@ -34,8 +34,6 @@ pub enum Error {
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
     #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
-    #[error(transparent)]
     Lock(#[from] crate::swap::lock::LockError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]

@@ -34,10 +34,19 @@ impl ExecOutput {
 
     /// The last `n` lines of stderr, for error messages.
     pub fn stderr_tail(&self, n: usize) -> String {
-        let text = String::from_utf8_lossy(&self.stderr);
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        last_lines(&self.stderr, n)
     }
+
+    /// The last `n` lines of stdout.
+    pub fn stdout_tail(&self, n: usize) -> String {
+        last_lines(&self.stdout, n)
+    }
+}
+
+fn last_lines(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[derive(Debug, thiserror::Error)]

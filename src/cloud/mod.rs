@@ -17,6 +17,14 @@ use serde::Serialize;
 pub const LABEL_SITE: &str = "baton.site";
 pub const LABEL_GENERATION: &str = "baton.generation";
 
+/// The labels that name generation `generation` of `site`: what a retry looks for.
+pub fn generation_labels(site: &str, generation: u64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_SITE.to_string(), site.to_string()),
+        (LABEL_GENERATION.to_string(), generation.to_string()),
+    ])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
     pub id: String,

@@ -185,7 +185,7 @@ async fn drive(
     eprintln!(
         "swap: generation {} ({}){}",
         state.generation,
-        state.instance_name,
+        config.instance_name(state.generation),
         match &state.old {
             Some(o) => format!(" replaces generation {} ({})", o.generation, o.instance),
             None => " is the first deploy".to_string(),
@@ -216,7 +216,6 @@ async fn initial_state(
     let mut state = SwapState {
         site: config.site.name.clone(),
         generation,
-        instance_name: config.instance_name(generation),
         key_name: format!("baton-{}-{generation}", config.site.name),
         old,
         no_handover,

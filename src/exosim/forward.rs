@@ -1,8 +1,7 @@
 //! The Elastic IP made real on one machine: connections to the address reach whichever
-//! instances hold it (one picked at random per connection while several hold it, as during a swap's
-//! overlap), and an
-//! attach or detach takes effect for the next connection. Open connections stay where
-//! they are, as on a real network.
+//! instances hold it (one picked at random per connection while several hold it, as
+//! during a swap's overlap), and an attach or detach takes effect for the next
+//! connection. Open connections stay where they are, as on a real network.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::saga::{Step, StepError};
-use crate::cloud::{Cloud, InstanceSpec, LABEL_GENERATION, LABEL_SITE};
+use crate::cloud::{Cloud, InstanceSpec};
 use crate::cloudinit::AgentBinary;
 use crate::commands::gc::ARTIFACTS;
 use crate::config::Config;
-use crate::remote::{Connector, RemoteHost, SshTarget, quote};
+use crate::remote::{Connector, ExecOutput, RemoteHost, SshTarget, quote};
 use crate::state::{self, Active};
 use crate::store::ObjectStore;
 
@@ -27,7 +27,6 @@ use crate::store::ObjectStore;
 pub struct SwapState {
     pub site: String,
     pub generation: u64,
-    pub instance_name: String,
     /// The provisioning key's name in the cloud.
     pub key_name: String,
     pub elastic_ip_id: String,
@@ -43,15 +42,11 @@ pub struct SwapState {
     pub bundle_sha256: Option<String>,
     /// Artifacts this swap put into the store (not those already there).
     pub uploaded: Vec<String>,
-    pub leftovers: Vec<String>,
 }
 
 impl SwapState {
     pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (LABEL_SITE.to_string(), self.site.clone()),
-            (LABEL_GENERATION.to_string(), self.generation.to_string()),
-        ])
+        crate::cloud::generation_labels(&self.site, self.generation)
     }
 }
 
@@ -117,17 +112,16 @@ impl Ctx {
             .map_err(StepError::new)
     }
 
-    /// Runs `baton ARGS` as root on `host`, its output shown as it comes, within `timeout`.
-    async fn baton(
+    /// Runs `baton ARGS` as root on `host` within `timeout`; `on_line` sees its output.
+    async fn exec_baton(
         &self,
         host: &dyn RemoteHost,
         args: &str,
         timeout: Duration,
-    ) -> Result<(), StepError> {
+        on_line: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<ExecOutput, StepError> {
         let command = format!("sudo -n baton {args}");
-        let say = self.say.clone();
-        let on_line = move |l: String| say(l);
-        let out = tokio::time::timeout(timeout, host.exec(&command, &on_line))
+        tokio::time::timeout(timeout, host.exec(&command, on_line))
             .await
             .map_err(|_| {
                 StepError(format!(
@@ -135,29 +129,64 @@ impl Ctx {
                     humantime::format_duration(timeout)
                 ))
             })?
-            .map_err(StepError::new)?;
+            .map_err(StepError::new)
+    }
+
+    /// Runs `baton ARGS` as root on `host`, its output shown as it comes; fails with the
+    /// end of its output unless it succeeds.
+    async fn baton(
+        &self,
+        host: &dyn RemoteHost,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let say = self.say.clone();
+        let out = self
+            .exec_baton(host, args, timeout, &move |l: String| say(l))
+            .await?;
         if out.status == 0 {
-            Ok(())
-        } else {
-            let mut tail = out.stderr_tail(8);
-            if tail.is_empty() {
-                tail = out
-                    .stdout_text()
-                    .lines()
-                    .rev()
-                    .take(8)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-            }
-            Err(StepError(format!(
-                "`{command}` exited with {}: {}",
-                out.status,
-                tail.trim()
-            )))
+            return Ok(());
         }
+        let mut tail = out.stderr_tail(8);
+        if tail.is_empty() {
+            tail = out.stdout_tail(8);
+        }
+        Err(StepError(format!(
+            "`sudo -n baton {args}` exited with {}: {}",
+            out.status,
+            tail.trim()
+        )))
+    }
+
+    /// Renders the new server's identity and user-data (kept in memory, never journalled)
+    /// and records its public host key.
+    async fn render(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let binary = s
+            .binary_sha256
+            .clone()
+            .ok_or_else(|| StepError("the binary is not uploaded yet".into()))?;
+        let url = self
+            .store
+            .download_url(
+                &format!("{ARTIFACTS}{binary}"),
+                self.config.swap.boot_timeout + Duration::from_secs(3600),
+            )
+            .await
+            .map_err(StepError::new)?;
+        let agent = AgentBinary {
+            url,
+            sha256: binary,
+        };
+        let rendered = crate::commands::render::render(&self.config, s.generation, Some(&agent))
+            .map_err(StepError::new)?;
+        s.host_key = Some(
+            crate::identity::ssh::public_openssh(rendered.host_key.public_key())
+                .map_err(StepError::new)?
+                .trim_end()
+                .to_string(),
+        );
+        *crate::sync::lock(&self.user_data) = Some(rendered.user_data.encoded.clone());
+        Ok(())
     }
 
     fn https(&self, ip: IpAddr) -> Result<reqwest::Client, StepError> {
@@ -170,10 +199,7 @@ impl Ctx {
         let ca = reqwest::Certificate::from_pem(&pem).map_err(StepError::new)?;
         reqwest::Client::builder()
             .tls_certs_only([ca])
-            .resolve(
-                &self.config.site.domain,
-                SocketAddr::new(ip, self.config.swap.https_port),
-            )
+            .resolve(&self.config.site.domain, SocketAddr::new(ip, 443))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             // Each probe is a new visitor: a kept-alive connection would stay with
@@ -187,8 +213,8 @@ impl Ctx {
 
 /// One HTTPS look at `ip` as the site: the generation `/.well-known/baton` names, if `/`
 /// also answers 2xx; otherwise what went wrong.
-async fn probe(client: &reqwest::Client, domain: &str, port: u16) -> Result<u64, String> {
-    let base = format!("https://{domain}:{port}");
+async fn probe(client: &reqwest::Client, domain: &str) -> Result<u64, String> {
+    let base = format!("https://{domain}");
     let page = client
         .get(format!("{base}/"))
         .send()
@@ -232,7 +258,7 @@ async fn until_generation(
     let start = Instant::now();
     let mut streak = 0;
     loop {
-        let last = match probe(&client, &ctx.config.site.domain, ctx.config.swap.https_port).await {
+        let last = match probe(&client, &ctx.config.site.domain).await {
             Ok(g) if g == generation => {
                 streak += 1;
                 if streak >= want {
@@ -265,13 +291,17 @@ async fn sha256_file(path: PathBuf) -> Result<String, StepError> {
     .map_err(StepError::new)?
 }
 
-/// Puts an artifact into the store unless it is there; records it when this swap made it.
-async fn ensure_artifact(
+/// Puts an artifact into the store with `put(key)` unless it is there; records it when
+/// this swap made it.
+async fn ensure_artifact<F>(
     ctx: &Ctx,
     s: &mut SwapState,
     sha: &str,
-    put: impl std::future::Future<Output = Result<(), crate::store::StoreError>>,
-) -> Result<String, StepError> {
+    put: impl FnOnce(String) -> F,
+) -> Result<(), StepError>
+where
+    F: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+{
     let key = format!("{ARTIFACTS}{sha}");
     let present = ctx
         .store
@@ -281,49 +311,15 @@ async fn ensure_artifact(
         .iter()
         .any(|o| o.key == key);
     if !present {
-        put.await.map_err(StepError::new)?;
+        put(key.clone()).await.map_err(StepError::new)?;
         if !s.uploaded.contains(&key) {
-            s.uploaded.push(key.clone());
+            s.uploaded.push(key);
         }
     }
-    Ok(key)
+    Ok(())
 }
 
 pub struct Prepare(pub Arc<Ctx>);
-
-impl Prepare {
-    /// Renders the new server's identity and user-data (kept in memory) and records its
-    /// public host key.
-    async fn render(&self, s: &mut SwapState) -> Result<(), StepError> {
-        let ctx = &self.0;
-        let binary = s
-            .binary_sha256
-            .clone()
-            .ok_or_else(|| StepError("the binary is not uploaded yet".into()))?;
-        let url = ctx
-            .store
-            .download_url(
-                &format!("{ARTIFACTS}{binary}"),
-                ctx.config.swap.boot_timeout + Duration::from_secs(3600),
-            )
-            .await
-            .map_err(StepError::new)?;
-        let agent = AgentBinary {
-            url,
-            sha256: binary,
-        };
-        let rendered = crate::commands::render::render(&ctx.config, s.generation, Some(&agent))
-            .map_err(StepError::new)?;
-        s.host_key = Some(
-            crate::identity::ssh::public_openssh(rendered.host_key.public_key())
-                .map_err(StepError::new)?
-                .trim_end()
-                .to_string(),
-        );
-        *crate::sync::lock(&ctx.user_data) = Some(rendered.user_data.encoded.clone());
-        Ok(())
-    }
-}
 
 #[async_trait]
 impl Step<SwapState> for Prepare {
@@ -338,9 +334,8 @@ impl Step<SwapState> for Prepare {
             None => std::env::current_exe().map_err(StepError::new)?,
         };
         let binary = sha256_file(binary_path.clone()).await?;
-        let key = format!("{ARTIFACTS}{binary}");
         let store = ctx.store.clone();
-        ensure_artifact(ctx, s, &binary, async move {
+        ensure_artifact(ctx, s, &binary, |key| async move {
             store.put_file(&key, &binary_path).await.map(|_| ())
         })
         .await?;
@@ -351,18 +346,14 @@ impl Step<SwapState> for Prepare {
             .await
             .map_err(StepError::new)?
             .map_err(StepError::new)?;
-        let key = format!("{ARTIFACTS}{}", bundle.sha256);
         let store = ctx.store.clone();
         let sha = bundle.sha256.clone();
-        ensure_artifact(
-            ctx,
-            s,
-            &sha,
-            async move { store.put(&key, bundle.bytes).await },
-        )
+        ensure_artifact(ctx, s, &sha, |key| async move {
+            store.put(&key, bundle.bytes).await
+        })
         .await?;
         s.bundle_sha256 = Some(sha);
-        self.render(s).await
+        ctx.render(s).await
     }
 
     async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
@@ -400,10 +391,7 @@ impl Step<SwapState> for RegisterKey {
     }
 }
 
-pub struct Create {
-    pub ctx: Arc<Ctx>,
-    pub prepare: Arc<Prepare>,
-}
+pub struct Create(pub Arc<Ctx>);
 
 #[async_trait]
 impl Step<SwapState> for Create {
@@ -412,7 +400,7 @@ impl Step<SwapState> for Create {
     }
 
     async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
-        let ctx = &self.ctx;
+        let ctx = &self.0;
         // After a crash the user-data is gone: an instance an earlier attempt created is
         // used as it is (its host key is the journalled one); otherwise render afresh.
         let found = ctx
@@ -428,7 +416,7 @@ impl Step<SwapState> for Create {
         let user_data = match user_data {
             Some(u) => u,
             None => {
-                self.prepare.render(s).await?;
+                ctx.render(s).await?;
                 crate::sync::lock(&ctx.user_data)
                     .clone()
                     .ok_or_else(|| StepError("rendering left no user-data".into()))?
@@ -452,7 +440,7 @@ impl Step<SwapState> for Create {
     async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
         // By label too: a crash can land between the create and the journal.
         let mut ids: Vec<String> = self
-            .ctx
+            .0
             .cloud
             .list_instances(&s.labels())
             .await
@@ -464,7 +452,7 @@ impl Step<SwapState> for Create {
         ids.sort();
         ids.dedup();
         for id in ids {
-            self.ctx
+            self.0
                 .cloud
                 .delete_instance(&id)
                 .await
@@ -567,18 +555,14 @@ impl Step<SwapState> for Health {
             humantime::format_duration(ctx.config.swap.health_timeout)
         );
         if let Ok(host) = ctx.connect_new(s, Duration::from_secs(20)).await {
-            let command = format!(
-                "sudo -n baton host logs --command {}",
-                quote(&ctx.config.bundle.logs)
-            );
-            let on_line = |_: String| {};
-            if let Ok(Ok(out)) =
-                tokio::time::timeout(Duration::from_secs(30), host.exec(&command, &on_line)).await
+            let args = format!("host logs --command {}", quote(&ctx.config.bundle.logs));
+            let quiet = |_: String| {};
+            if let Ok(out) = ctx
+                .exec_baton(host.as_ref(), &args, Duration::from_secs(30), &quiet)
+                .await
             {
-                let text = out.stdout_text();
-                let lines: Vec<&str> = text.lines().collect();
                 why.push_str("\n  the stack on the server says:");
-                for l in &lines[lines.len().saturating_sub(20)..] {
+                for l in out.stdout_tail(20).lines() {
                     why.push_str(&format!("\n    {l}"));
                 }
             }
@@ -811,7 +795,6 @@ impl Step<SwapState> for CleanUp {
             return Ok(());
         }
         // Past the commit nothing is undone: record what is left for `baton gc`.
-        s.leftovers = failed.clone();
         if let Ok(Some(mut site)) = state::read(ctx.store.as_ref()).await {
             site.leftovers
                 .extend(failed.iter().map(|f| serde_json::Value::String(f.clone())));
@@ -826,14 +809,10 @@ impl Step<SwapState> for CleanUp {
 
 /// The steps in order.
 pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<SwapState>>> {
-    let prepare = Arc::new(Prepare(ctx.clone()));
     vec![
-        Box::new(PrepareStep(prepare.clone())),
+        Box::new(Prepare(ctx.clone())),
         Box::new(RegisterKey(ctx.clone())),
-        Box::new(Create {
-            ctx: ctx.clone(),
-            prepare,
-        }),
+        Box::new(Create(ctx.clone())),
         Box::new(Wait(ctx.clone())),
         Box::new(Up(ctx.clone())),
         Box::new(Health(ctx.clone())),
@@ -844,20 +823,4 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<SwapState>>> {
         Box::new(Commit(ctx.clone())),
         Box::new(CleanUp(ctx.clone())),
     ]
-}
-
-/// `Prepare` shared with `Create` (which re-renders after a crash).
-struct PrepareStep(Arc<Prepare>);
-
-#[async_trait]
-impl Step<SwapState> for PrepareStep {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
-        self.0.run(s).await
-    }
-    async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
-        self.0.undo(s).await
-    }
 }
