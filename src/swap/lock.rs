@@ -81,12 +81,24 @@ pub struct Taken {
     pub took_over: Option<Lease>,
 }
 
-/// A lease held by a process of this machine that no longer exists (a swap killed on this
+/// A lease held by a process of this machine that no longer runs (a swap killed on this
 /// laptop): waiting for its expiry would only delay the `--resume`.
 fn dead_here(lease: &Lease, holder: &Holder) -> bool {
-    lease.host == holder.host
-        && lease.pid != holder.pid
-        && !std::path::Path::new(&format!("/proc/{}", lease.pid)).exists()
+    lease.host == holder.host && lease.pid != holder.pid && !running(lease.pid)
+}
+
+/// Whether `pid` is a process that can still act: a zombie (killed, not yet reaped by its
+/// parent) cannot.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold any
+        // character: look after the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 pub struct DeployLock {
@@ -250,5 +262,26 @@ impl DeployLock {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_runs_and_an_exited_unreaped_child_does_not() {
+        assert!(super::running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // It exits at once; until it is reaped it is a zombie, which must not count.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while super::running(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} still runs"
+            );
+            std::thread::yield_now();
+        }
+        child.wait().unwrap();
+        assert!(!super::running(pid));
     }
 }
