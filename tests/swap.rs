@@ -326,6 +326,44 @@ fn crash_after(step: &str) {
     r.assert_serving(2, summary["instance"].as_str().unwrap());
 }
 
+#[test]
+fn a_swap_waiting_for_the_lock_takes_it_from_a_crashed_holder_and_refuses_its_journal() {
+    let (r, old) = deployed();
+    // A takes the lock and dies after its first step, unreaped (a zombie: gone for good
+    // but still in /proc). B, started while A holds the lock, waits for it, takes it over
+    // from the dead holder, and must then refuse to start beside A's unfinished journal.
+    let mut a = r
+        .command(&["swap"])
+        .env("BATON_FAILPOINT_CRASH_AFTER", "prepare")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for(
+        "the first swap to hold the lock",
+        Duration::from_secs(30),
+        || {
+            let newest = std::fs::read_dir(r.store().join("lock"))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .max()?;
+            let lease: Value = serde_json::from_slice(&std::fs::read(newest).ok()?).ok()?;
+            (lease["released"] == false && lease["pid"] == a.id()).then_some(())
+        },
+    );
+    let b = r.baton(&["swap", "--lock-wait", "2m"]);
+    assert_eq!(b.status.code(), Some(2), "{}", stderr(&b));
+    assert!(stderr(&b).contains("did not finish"), "{}", stderr(&b));
+    // A died (by signal); until now it was an unreaped zombie, which B took as dead.
+    assert!(
+        a.wait().unwrap().code().is_none(),
+        "the first swap did not crash"
+    );
+    ok(r.baton(&["swap", "--abort"]));
+    r.assert_serving(1, &old);
+}
+
 macro_rules! crash_tests {
     ($($name:ident => $step:literal),* $(,)?) => {
         $(#[test] fn $name() { crash_after($step) })*

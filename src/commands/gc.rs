@@ -114,10 +114,8 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         Ok(())
     }
     .await;
-    if let Some(t) = taken
-        && let Err(e) = lock.release(&t.lease).await
-    {
-        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
+    if let Some(t) = taken {
+        super::release_lock(&lock, &t.lease).await;
     }
     result
 }

@@ -94,6 +94,17 @@ impl HostContext {
     }
 }
 
+/// Ends a lease. A failure only makes the next swap wait for the lease to expire, so it
+/// is a warning, not an error.
+pub(crate) async fn release_lock(
+    lock: &crate::swap::lock::DeployLock,
+    lease: &crate::swap::lock::Lease,
+) {
+    if let Err(e) = lock.release(lease).await {
+        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
+    }
+}
+
 /// Prints `value` as JSON, or `human` when --json was not given.
 pub(crate) fn print(json: bool, value: &impl serde::Serialize, human: impl FnOnce() -> String) {
     if json {

@@ -55,32 +55,6 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         crate::identity::ssh::load_private(&config.deploy_key(), "baton's deploy key")?;
     let (cloud, store) = super::operator(&config).await?;
     let cloud: Arc<dyn Cloud> = Arc::new(cloud);
-    let unfinished = unfinished(store.as_ref()).await?;
-    if !args.resume && !args.abort && !unfinished.is_empty() {
-        return Err(Error::bad_input(
-            format!(
-                "an earlier swap did not finish: {}",
-                unfinished
-                    .iter()
-                    .map(|j| format!(
-                        "{} (phase {:?}, done: {})",
-                        j.id,
-                        j.phase,
-                        j.done.join(", ")
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            "finish it with `baton swap --resume`, or undo it with `baton swap --abort`",
-        ));
-    }
-    if (args.resume || args.abort) && unfinished.is_empty() {
-        return Err(Error::bad_input(
-            "there is no unfinished swap",
-            "run `baton status`; a new swap is plain `baton swap`",
-        ));
-    }
-
     let lock = Arc::new(DeployLock::new(
         store.clone(),
         Arc::new(crate::clock::SystemClock),
@@ -111,26 +85,66 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
     ));
     let renewer = tokio::spawn(renew(lock.clone(), lease.clone(), ctx.lock_lost.clone()));
 
-    let result = drive(
-        args,
-        &config,
-        cloud.as_ref(),
-        &store,
-        &ctx,
-        &progress,
-        unfinished,
-    )
-    .await;
+    // Journals are read under the lock: a swap that held it a moment ago may have left
+    // one (or finished one) since this process started.
+    let result = match unfinished_for(args, store.as_ref()).await {
+        Ok(unfinished) => {
+            drive(
+                args,
+                &config,
+                cloud.as_ref(),
+                &store,
+                &ctx,
+                &progress,
+                unfinished,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
 
     renewer.abort();
-    let current = crate::sync::lock(&lease).clone();
-    if !ctx.lock_lost.load(Ordering::SeqCst)
-        && let Err(e) = lock.release(&current).await
-    {
-        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
+    if !ctx.lock_lost.load(Ordering::SeqCst) {
+        let current = crate::sync::lock(&lease).clone();
+        super::release_lock(&lock, &current).await;
     }
     let (outcome, journal, times, started) = result?;
     report(args, &outcome, &journal, &times, started)
+}
+
+/// The unfinished journals, if `args` may go ahead with them: a plain swap needs none,
+/// `--resume` and `--abort` need one.
+async fn unfinished_for(
+    args: &SwapArgs,
+    store: &dyn ObjectStore,
+) -> Result<Vec<Journal<SwapState>>, Error> {
+    let unfinished = unfinished(store).await?;
+    if !args.resume && !args.abort && !unfinished.is_empty() {
+        return Err(Error::bad_input(
+            format!(
+                "an earlier swap did not finish: {}",
+                unfinished
+                    .iter()
+                    .map(|j| format!(
+                        "{} (phase {:?}, done: {})",
+                        j.id,
+                        j.phase,
+                        j.done.join(", ")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            "finish it with `baton swap --resume`, or undo it with `baton swap --abort`",
+        ));
+    }
+    if (args.resume || args.abort) && unfinished.is_empty() {
+        return Err(Error::bad_input(
+            "there is no unfinished swap",
+            "run `baton status`; a new swap is plain `baton swap`",
+        ));
+    }
+
+    Ok(unfinished)
 }
 
 type Driven = (Outcome, Journal<SwapState>, Vec<StepTime>, Instant);
