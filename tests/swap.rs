@@ -271,9 +271,12 @@ fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
     assert_eq!(r.active(), (2, new.clone()));
     let leftovers = r.site_state().unwrap()["leftovers"].to_string();
     assert!(leftovers.contains(&old), "{leftovers}");
-    // Not unfinished: a new swap or gc may run. gc deletes the old instance.
+    // Not unfinished: a new swap or gc may run. gc deletes the old instance, and with it
+    // the record of the leftover.
     ok(r.baton(&["gc"]));
     r.assert_serving(2, &new);
+    assert_eq!(r.site_state().unwrap()["leftovers"], json!([]));
+    assert!(!ok(r.baton(&["status"])).contains("leftover"));
 }
 
 /// Runs a swap that dies (like `kill -9`) right after `step` is journalled.

@@ -111,6 +111,16 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         for a in &plan.artifacts {
             store.delete(a).await?;
         }
+        // What swaps left for gc (old instances, keys) is deleted above: the record of it
+        // goes too, or `baton status` would list it forever.
+        if let Some(mut site) = overview.state
+            && !site.leftovers.is_empty()
+        {
+            site.leftovers.clear();
+            crate::state::write(store.as_ref(), &site)
+                .await
+                .map_err(crate::swap::overview::OverviewError::from)?;
+        }
         Ok(())
     }
     .await;
