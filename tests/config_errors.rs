@@ -82,6 +82,21 @@ fn missing_ca_file_is_named_with_the_fix() {
 }
 
 #[test]
+fn missing_deploy_key_is_named_with_the_fix() {
+    // A project made before `baton init` wrote keys/deploy.
+    let p = Project::init(&[]);
+    std::fs::remove_file(p.path().join("keys/deploy")).unwrap();
+    let err = refused_as_is(&p);
+    assert_has(
+        &err,
+        &["baton's deploy key", "keys/deploy", "ssh-keygen -t ed25519"],
+    );
+    let swap = p.baton(&["swap"]);
+    assert_eq!(swap.status.code(), Some(2), "{}", stderr(&swap));
+    assert_has(&stderr(&swap), &["keys/deploy", "ssh-keygen -t ed25519"]);
+}
+
+#[test]
 fn loosely_readable_ca_key_is_refused() {
     let p = Project::init(&[]);
     let key = p.path().join("keys/tls-ca.key");

@@ -219,7 +219,7 @@ fn custom_cert(
     to: SystemTime,
 ) -> (String, String) {
     let config = p.load();
-    let ca = ssh::load_private(&config.host_ca_key(), "ca").unwrap();
+    let ca = ssh::load_private(&config.host_ca_key(), "ca", "test").unwrap();
     let host = ssh::generate_key("host").unwrap();
     let req = HostCertRequest {
         key_id: "test".into(),

@@ -20,16 +20,31 @@ pub struct Rendered {
     pub user_data: cloudinit::UserData,
 }
 
+/// The key baton logs in to the servers with (ssh.deploy_key).
+pub fn deploy_key(config: &Config) -> Result<ssh_key::PrivateKey, Error> {
+    Ok(ssh::load_private(
+        &config.deploy_key(),
+        "baton's deploy key",
+        "projects made before `baton init` wrote keys/deploy: create it with \
+         `ssh-keygen -t ed25519 -N '' -f keys/deploy`, or point ssh.deploy_key at an \
+         unencrypted OpenSSH private key",
+    )?)
+}
+
 /// Generates generation `generation`'s host key, certificate and TLS leaf, and renders the
-/// user-data that carries them.
+/// user-data that carries them and lets `deploy` (baton's own key) log in.
 pub fn render(
     config: &Config,
     generation: u64,
     agent: Option<&AgentBinary>,
+    deploy: &ssh_key::PublicKey,
 ) -> Result<Rendered, Error> {
-    let host_ca = ssh::load_private(&config.host_ca_key(), "the SSH host CA")?;
+    let host_ca = ssh::load_private(
+        &config.host_ca_key(),
+        "the SSH host CA",
+        "point ssh.host_ca at an unencrypted OpenSSH private key, or create a CA with `baton init`",
+    )?;
     let tls_ca = TlsCa::load(&config.tls_ca_cert(), &config.tls_ca_key())?;
-    let deploy = ssh::load_private(&config.deploy_key(), "baton's deploy key")?;
     let name = config.instance_name(generation);
 
     let host_key = ssh::generate_key(&format!("{name} host key"))?;
@@ -59,7 +74,7 @@ pub fn render(
         host_certificate: &host_certificate,
         tls: &tls,
         store_credentials: credentials.as_ref(),
-        deploy_key: Some(deploy.public_key()),
+        deploy_key: Some(deploy),
     };
     let user_data = cloudinit::render(config, generation, &secrets, agent)?;
     Ok(Rendered {
@@ -110,7 +125,13 @@ fn agent_binary(args: &RenderArgs) -> Result<Option<AgentBinary>, Error> {
 pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let agent = agent_binary(args)?;
-    let rendered = render(&config, args.generation, agent.as_ref())?;
+    let deploy = deploy_key(&config)?;
+    let rendered = render(
+        &config,
+        args.generation,
+        agent.as_ref(),
+        deploy.public_key(),
+    )?;
 
     let out = &args.out;
     fsutil::create_dir_all(out)?;

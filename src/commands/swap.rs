@@ -51,8 +51,7 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         .await;
     }
     let config = Config::load(&args.config.path)?;
-    let deploy_key =
-        crate::identity::ssh::load_private(&config.deploy_key(), "baton's deploy key")?;
+    let deploy_key = super::render::deploy_key(&config)?;
     let (cloud, store) = super::operator(&config).await?;
     let cloud: Arc<dyn Cloud> = Arc::new(cloud);
     let lock = Arc::new(DeployLock::new(

@@ -37,19 +37,24 @@ pub fn public_openssh(key: &PublicKey) -> Result<String, IdentityError> {
         .map_err(|e| IdentityError::crypto("encode a public key", e))
 }
 
-pub fn load_private(path: &Path, what: &'static str) -> Result<PrivateKey, IdentityError> {
+/// Reads an unencrypted OpenSSH private key; `fix` tells the user how to get one.
+pub fn load_private(
+    path: &Path,
+    what: &'static str,
+    fix: &'static str,
+) -> Result<PrivateKey, IdentityError> {
     let key = PrivateKey::read_openssh_file(path).map_err(|e| IdentityError::Load {
         what,
         path: path.to_path_buf(),
         reason: e.to_string(),
-        fix: "point the config at an unencrypted OpenSSH private key, or create a CA with `baton init`",
+        fix,
     })?;
     if key.is_encrypted() {
         return Err(IdentityError::Load {
             what,
             path: path.to_path_buf(),
             reason: "the key is encrypted with a passphrase".to_string(),
-            fix: "baton signs unattended: keep the CA key unencrypted in a private directory (mode 0600)",
+            fix: "baton uses it unattended: keep the key unencrypted in a private directory (mode 0600)",
         });
     }
     Ok(key)

@@ -177,8 +177,13 @@ impl Ctx {
             url,
             sha256: binary,
         };
-        let rendered = crate::commands::render::render(&self.config, s.generation, Some(&agent))
-            .map_err(StepError::new)?;
+        let rendered = crate::commands::render::render(
+            &self.config,
+            s.generation,
+            Some(&agent),
+            self.deploy_key.public_key(),
+        )
+        .map_err(StepError::new)?;
         s.host_key = Some(
             crate::identity::ssh::public_openssh(rendered.host_key.public_key())
                 .map_err(StepError::new)?
