@@ -292,39 +292,29 @@ fn a_second_backup_uploads_only_the_new_blocks() {
             .unwrap(),
     )
     .unwrap();
-    let referenced_only: u64 = manifest["blocks"]
-        .as_array()
-        .unwrap()
+    let blocks = manifest["blocks"].as_array().unwrap();
+    let block_bytes = |b: &Value| -> u64 {
+        b["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["size"].as_u64().unwrap())
+            .sum()
+    };
+    let referenced_only: u64 = blocks
         .iter()
         .filter(|b| {
             stored_before
                 .iter()
                 .any(|k| k.contains(b["ulid"].as_str().unwrap()))
         })
-        .flat_map(|b| {
-            b["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["size"].as_u64().unwrap())
-        })
+        .map(block_bytes)
         .sum();
     assert!(
         referenced_only > 0,
         "the second backup referenced no stored block"
     );
-    let full: u64 = manifest["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|b| {
-            b["files"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["size"].as_u64().unwrap())
-        })
-        .sum();
+    let full: u64 = blocks.iter().map(block_bytes).sum();
     assert!(
         second["bytes_uploaded"].as_u64().unwrap() < full + manifest_bytes,
         "{second}: a full backup would be {full} + {manifest_bytes}"

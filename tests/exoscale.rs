@@ -370,36 +370,21 @@ async fn a_failed_operation_carries_its_reason() {
 #[tokio::test]
 async fn names_that_do_not_resolve_list_what_exists() {
     let sim = Exosim::start(&[]);
-    let mut s = spec(1);
-    s.template = "Windows 95".into();
-    let err = sim
-        .client()
-        .create_instance(&s)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = |change: fn(&mut InstanceSpec)| {
+        let mut s = spec(1);
+        change(&mut s);
+        let client = sim.client();
+        async move { client.create_instance(&s).await.unwrap_err().to_string() }
+    };
+    let err = refused(|s| s.template = "Windows 95".into()).await;
     assert!(
         err.contains("template \"Windows 95\" not found")
             && err.contains("Linux Debian 12 (Bookworm) 64-bit"),
         "{err}"
     );
-    let mut s = spec(1);
-    s.instance_type = "standard.gigantic".into();
-    let err = sim
-        .client()
-        .create_instance(&s)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refused(|s| s.instance_type = "standard.gigantic".into()).await;
     assert!(err.contains("standard.small"), "{err}");
-    let mut s = spec(1);
-    s.security_groups = vec!["nope".into()];
-    let err = sim
-        .client()
-        .create_instance(&s)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refused(|s| s.security_groups = vec!["nope".into()]).await;
     assert!(
         err.contains("security group \"nope\"") && err.contains("web"),
         "{err}"
