@@ -1,7 +1,8 @@
 # Shared by scripts/demo and scripts/bench-swap: a loopback rehearsal (exosim with
 # loopback VMs behind it, the Elastic IP forwarded, a file store, a project from
 # `baton init` adjusted for the loopback VMs). Source it with NET set (e.g. 127.0.77) and,
-# optionally, EXOSIM_ARGS (an array of extra exosim flags); it sets root, baton, work,
+# optionally, EXOSIM_ARGS and SITE_ARGS (arrays of extra flags for exosim and
+# scripts/loopback-site); it sets root, baton, work,
 # site, eip, port and a cleanup trap.
 root=$(cd "$(dirname "$0")/.." && pwd)
 (cd "$root" && cargo build --quiet --bins)
@@ -48,19 +49,7 @@ site="$work/site"
 step "baton init (Elastic IP $eip, SSH port $port, cloud: exosim at $endpoint)"
 "$baton" init --dir "$site" --elastic-ip "$eip" --ssh-port "$port" \
   --store "file://$work/store" --cloud-endpoint "$endpoint" 2>&1 | grep -v '^@cert' | sed 's/^/  /'
-# The rehearsal's differences from production: the loopback VM's user, its stack (the
-# production bundle runs docker compose, which this machine cannot), shorter timeouts.
-sed -i -e 's/^admin_user = .*/admin_user = "batonvm"/' \
-  -e 's|^dir = "docker"|dir = "stack"|' \
-  -e 's|^up = .*|up = "python3 loopback-stack start"|' \
-  -e 's|^logs = .*|logs = "python3 loopback-stack logs"|' \
-  -e 's|^boot_timeout = .*|boot_timeout = "2m"|' \
-  -e 's|^health_timeout = .*|health_timeout = "1m"|' "$site/baton.toml"
-mkdir -p "$site/stack/public"
-cp "$root/scripts/loopback-stack" "$site/stack/"
-echo '<!doctype html><title>blog</title><h1>Hello from baton</h1>' > "$site/stack/public/index.html"
-printf 'global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ["localhost:9090"]\n' \
-  > "$site/stack/prometheus.yml"
+"$root/scripts/loopback-site" "$site" "${SITE_ARGS[@]}"
 "$baton" known-hosts -c "$site/baton.toml" > "$work/known_hosts"
 kh_sum=$(sha256sum < "$work/known_hosts")
 

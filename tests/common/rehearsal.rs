@@ -108,39 +108,17 @@ impl Rehearsal {
         // A small stand-in for the binary the server would download: the loopback VMs
         // run the local baton, so uploading 300 MB of debug build per test buys nothing.
         std::fs::write(r.site.join("agent-binary"), b"#!/bin/sh\nexit 0\n").unwrap();
-        r.edit(|t| {
-            t.replace("admin_user = \"deploy\"", "admin_user = \"batonvm\"")
-                .replace("dir = \"docker\"", "dir = \"stack\"")
-                .replace(
-                    "up = \"docker compose up -d --wait\"",
-                    "up = \"python3 loopback-stack start\"",
-                )
-                .replace(
-                    "logs = \"docker compose ps; docker compose logs --no-color --tail 30\"",
-                    "logs = \"python3 loopback-stack logs\"",
-                )
-                .replace("boot_timeout = \"10m\"", "boot_timeout = \"40s\"")
-                .replace("health_timeout = \"5m\"", "health_timeout = \"15s\"")
-                .replace("handover_timeout = \"10m\"", "handover_timeout = \"60s\"")
-                .replace(
-                    "# agent_binary = \"target/x86_64-unknown-linux-gnu/release/baton\"",
-                    "agent_binary = \"agent-binary\"",
-                )
-        });
-        let stack = r.site.join("stack");
-        std::fs::create_dir_all(stack.join("public")).unwrap();
-        std::fs::copy(
-            scripts().join("loopback-stack"),
-            stack.join("loopback-stack"),
-        )
-        .unwrap();
-        std::fs::write(stack.join("public/index.html"), "<h1>hello</h1>\n").unwrap();
-        std::fs::write(
-            stack.join("prometheus.yml"),
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    \
-             static_configs:\n      - targets: [\"localhost:9090\"]\n",
-        )
-        .unwrap();
+        ok(Command::new(scripts().join("loopback-site"))
+            .arg(&r.site)
+            .args(["--boot-timeout", "40s", "--health-timeout", "15s"])
+            .args([
+                "--handover-timeout",
+                "60s",
+                "--agent-binary",
+                "agent-binary",
+            ])
+            .output()
+            .unwrap());
         r
     }
 
