@@ -76,7 +76,7 @@ pub struct HostSecrets<'a> {
     pub tls: &'a TlsLeaf,
     pub store_credentials: Option<&'a StoreCredentials>,
     /// baton's own login key, added to the admin user's keys.
-    pub deploy_key: Option<&'a ssh_key::PublicKey>,
+    pub deploy_key: &'a ssh_key::PublicKey,
 }
 
 /// The rendered user-data: readable YAML, and the encoded form the API takes.
@@ -243,9 +243,11 @@ pub fn render(
     }
 
     let mut authorized = config.ssh.authorized_keys.clone();
-    if let Some(k) = secrets.deploy_key {
-        authorized.push(ssh::public_openssh(k)?.trim_end().to_string());
-    }
+    authorized.push(
+        ssh::public_openssh(secrets.deploy_key)?
+            .trim_end()
+            .to_string(),
+    );
     let doc = CloudConfig {
         bootcmd: bootcmd(config.cloud.elastic_ip),
         users: vec![User {

@@ -74,7 +74,7 @@ pub fn render(
         host_certificate: &host_certificate,
         tls: &tls,
         store_credentials: credentials.as_ref(),
-        deploy_key: Some(deploy),
+        deploy_key: deploy,
     };
     let user_data = cloudinit::render(config, generation, &secrets, agent)?;
     Ok(Rendered {
