@@ -19,6 +19,9 @@ pub const ENV_PATH: &str = "/etc/baton/agent.env";
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub generation: u64,
+    /// The site's domain (the stack's proxy serves it; `baton host up` passes it on).
+    #[serde(default)]
+    pub domain: String,
     pub store: Store,
     #[serde(default)]
     pub prometheus: Prometheus,
@@ -26,6 +29,8 @@ pub struct AgentConfig {
     pub backup: Backup,
     #[serde(default)]
     pub metrics: Metrics,
+    #[serde(default)]
+    pub content: ContentPull,
     /// Where the host keeps its own state (the restore-verified marker, the backup lock).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -76,6 +81,23 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             listen: SocketAddr::from(([127, 0, 0, 1], 9109)),
+        }
+    }
+}
+
+/// Where the server keeps published content, and how often it looks for more.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentPull {
+    pub dir: PathBuf,
+    pub interval_seconds: u64,
+}
+
+impl Default for ContentPull {
+    fn default() -> Self {
+        ContentPull {
+            dir: PathBuf::from("/srv/site"),
+            interval_seconds: 30,
         }
     }
 }

@@ -44,46 +44,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Regular files under `dir`, as sorted '/'-separated relative names.
 fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BundleError> {
-    let unreadable = |reason: String| BundleError::Unreadable {
-        dir: dir.to_path_buf(),
-        reason,
-    };
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in
-            std::fs::read_dir(&d).map_err(|e| unreadable(format!("{}: {e}", d.display())))?
-        {
-            let entry = entry.map_err(|e| unreadable(e.to_string()))?;
-            let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let rel = path
-                    .strip_prefix(dir)
-                    .map_err(|e| unreadable(e.to_string()))?
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.push((rel, path));
-            } else {
-                return Err(BundleError::Unsupported {
-                    path,
-                    kind: if kind.is_symlink() {
-                        "symbolic link"
-                    } else {
-                        "special file"
-                    },
-                });
-            }
+    crate::fsutil::regular_files(dir).map_err(|e| match e {
+        crate::fsutil::TreeError::Unreadable { reason, .. } => BundleError::Unreadable {
+            dir: dir.to_path_buf(),
+            reason,
+        },
+        crate::fsutil::TreeError::Unsupported { path, kind } => {
+            BundleError::Unsupported { path, kind }
         }
-    }
-    out.sort();
-    Ok(out)
+    })
 }
 
 /// Zips `dir` reproducibly.

@@ -55,6 +55,9 @@ pub enum Command {
     Swap(SwapArgs),
     /// Write the reproducible zip of the compose bundle and print its sha256.
     Bundle(BundleArgs),
+    /// Send the site's content (`content.dir`) to the store; servers pull it within
+    /// `content.pull_interval`, no swap needed.
+    Publish(PublishArgs),
     /// (host) The steps a swap runs on a server over SSH.
     #[command(subcommand)]
     Host(HostCommand),
@@ -92,6 +95,18 @@ pub struct BundleArgs {
     /// Where to write the zip.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -181,10 +181,15 @@ pub fn render(
 ) -> Result<UserData, UserDataError> {
     let agent_config = AgentConfig {
         generation,
+        domain: config.site.domain.clone(),
         store: config.store.clone(),
         prometheus: Default::default(),
         backup: config.backup.clone(),
         metrics: Default::default(),
+        content: crate::agent_config::ContentPull {
+            interval_seconds: config.content.pull_interval.as_secs().max(1),
+            ..Default::default()
+        },
         state_dir: "/var/lib/baton".into(),
     };
     let agent_toml =

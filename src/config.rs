@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub bundle: Bundle,
     #[serde(default)]
+    pub content: Content,
+    #[serde(default)]
     pub swap: Swap,
     #[serde(default)]
     pub backup: Backup,
@@ -139,6 +141,26 @@ impl Default for Bundle {
             dir: PathBuf::from("docker"),
             up: "docker compose up -d --wait".to_string(),
             logs: "docker compose ps; docker compose logs --no-color --tail 30".to_string(),
+        }
+    }
+}
+
+/// The site's content: published without a new server (`baton publish`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Content {
+    /// The directory `baton publish` sends to the store.
+    pub dir: PathBuf,
+    /// How often the server looks for newly published content.
+    #[serde(deserialize_with = "duration")]
+    pub pull_interval: Duration,
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Content {
+            dir: PathBuf::from("site"),
+            pull_interval: Duration::from_secs(30),
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Error {
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
     #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
+    #[error(transparent)]
     Lock(#[from] crate::swap::lock::LockError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]
@@ -63,6 +65,7 @@ impl Error {
                 | crate::bundle::BundleError::Unsupported { .. }
                 | crate::bundle::BundleError::Empty { .. },
             ) => EXIT_BAD_INPUT,
+            Error::Content(crate::content::ContentError::Local { .. }) => EXIT_BAD_INPUT,
             Error::UserData(UserDataError::TooLarge { .. }) => EXIT_BAD_INPUT,
             Error::Identity(IdentityError::Load { .. }) => EXIT_BAD_INPUT,
             Error::Backup(BackupError::TargetNotEmpty { .. }) => EXIT_BAD_INPUT,

@@ -135,3 +135,56 @@ mod tests {
         assert_eq!(fs::read_to_string(&b).unwrap(), "keep");
     }
 }
+
+/// Why a tree of files cannot be read as regular files only.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("{dir} cannot be read: {reason}")]
+    Unreadable { dir: PathBuf, reason: String },
+    #[error("{path} is a {kind}; only regular files and directories are taken")]
+    Unsupported { path: PathBuf, kind: &'static str },
+}
+
+/// Regular files under `dir`, as sorted '/'-separated relative names with their paths.
+/// Symbolic links and special files are refused rather than followed: what is shipped is
+/// exactly what is in the tree.
+pub fn regular_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, TreeError> {
+    let unreadable = |reason: String| TreeError::Unreadable {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in fs::read_dir(&d).map_err(|e| unreadable(format!("{}: {e}", d.display())))? {
+            let entry = entry.map_err(|e| unreadable(e.to_string()))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let rel = path
+                    .strip_prefix(dir)
+                    .map_err(|e| unreadable(e.to_string()))?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((rel, path));
+            } else {
+                return Err(TreeError::Unsupported {
+                    path,
+                    kind: if kind.is_symlink() {
+                        "symbolic link"
+                    } else {
+                        "special file"
+                    },
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

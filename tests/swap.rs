@@ -160,6 +160,21 @@ fn fault_in_prepare() {
 }
 
 #[test]
+fn a_swap_before_anything_is_published_is_refused_before_it_starts() {
+    let r = Rehearsal::start();
+    std::fs::remove_file(r.store().join("site/manifest.json")).unwrap();
+    let (out, _) = r.swap(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("baton publish"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(r.sim()["instances"].as_array().unwrap().len(), 0);
+    assert!(!r.store().join("journal").exists());
+}
+
+#[test]
 fn fault_in_register_key() {
     let (r, old) = deployed();
     r.inject("register-ssh-key", "400");

@@ -27,9 +27,20 @@ pub async fn run(args: &HostArgs) -> Result<(), Error> {
         let _ = tx.send(true);
     });
     eprintln!(
-        "baton agent: generation {}, schedule \"{}\", metrics on http://{}/metrics",
-        ctx.config.generation, ctx.config.backup.schedule, ctx.config.metrics.listen
+        "baton agent: generation {}, schedule \"{}\", metrics on http://{}/metrics, site \
+         pulled every {}s into {}",
+        ctx.config.generation,
+        ctx.config.backup.schedule,
+        ctx.config.metrics.listen,
+        ctx.config.content.interval_seconds,
+        ctx.config.content.dir.display()
     );
+    let puller = tokio::spawn(crate::content::keep_pulling(
+        ctx.store.clone(),
+        ctx.host.path(&ctx.config.content.dir),
+        std::time::Duration::from_secs(ctx.config.content.interval_seconds.max(1)),
+        rx.clone(),
+    ));
     run_agent(
         ctx.store.as_ref(),
         &ctx.tsdb(),
@@ -39,5 +50,6 @@ pub async fn run(args: &HostArgs) -> Result<(), Error> {
         rx,
     )
     .await;
+    let _ = puller.await;
     Ok(())
 }

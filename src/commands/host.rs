@@ -134,7 +134,12 @@ async fn up(args: &HostArgs, sha256: &str, command: &str) -> Result<(), Error> {
     }
     let link = ctx.host.path(Path::new(STACK));
     point_link(&link, &dir)?;
-    shell(&link, command, Some(ctx.config.generation)).await
+    shell(
+        &link,
+        command,
+        Some((ctx.config.generation, ctx.config.domain.as_str())),
+    )
+    .await
 }
 
 /// Points `link` at `target` atomically (a new link renamed over the old one).
@@ -148,11 +153,14 @@ fn point_link(link: &Path, target: &Path) -> Result<(), Error> {
 }
 
 /// Runs `command` with `sh -c` in `dir`, its output passed through.
-async fn shell(dir: &Path, command: &str, generation: Option<u64>) -> Result<(), Error> {
+/// With `site`, the command sees BATON_GENERATION and BATON_DOMAIN (the compose file
+/// needs both).
+async fn shell(dir: &Path, command: &str, site: Option<(u64, &str)>) -> Result<(), Error> {
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c").arg(command).current_dir(dir);
-    if let Some(g) = generation {
-        cmd.env("BATON_GENERATION", g.to_string());
+    if let Some((generation, domain)) = site {
+        cmd.env("BATON_GENERATION", generation.to_string());
+        cmd.env("BATON_DOMAIN", domain);
     }
     let status = cmd
         .status()

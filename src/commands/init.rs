@@ -91,6 +91,22 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
         ),
     ];
     files.extend(authorized.new_files);
+    let keys_and_config = files.len();
+
+    // The starter bundle and site, unless the directory already has its own.
+    let mut kept = Vec::new();
+    for root in crate::starter::roots() {
+        if dir.join(root).exists() {
+            kept.push(root);
+            continue;
+        }
+        files.extend(
+            crate::starter::FILES
+                .iter()
+                .filter(|(p, _)| p.split('/').next() == Some(root))
+                .map(|(p, bytes)| (dir.join(p), bytes.to_vec(), PUBLIC)),
+        );
+    }
 
     // Refuse before writing anything: a CA key that is overwritten is a CA lost, and every
     // known_hosts line and certificate that trusts it with it.
@@ -113,19 +129,34 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
         ));
     }
     fsutil::create_dir_all(&keys)?;
+    for (path, _, _) in &files {
+        if let Some(parent) = path.parent() {
+            fsutil::create_dir_all(parent)?;
+        }
+    }
     fsutil::create_all_new(&files)?;
 
     // The example must validate as written; if it does not, that is a bug worth a loud error.
     let config = Config::load(&config_path)?;
     let line = super::known_hosts::line(&config)?;
     eprintln!("created {}", config_path.display());
-    for (path, _, mode) in &files[1..] {
+    for (path, _, mode) in &files[1..keys_and_config] {
         let note = if *mode == PRIVATE {
             " (private, mode 0600)"
         } else {
             ""
         };
         eprintln!("created {}{note}", path.display());
+    }
+    for root in crate::starter::roots() {
+        if kept.contains(&root) {
+            eprintln!("kept the existing {}", dir.join(root).display());
+        } else {
+            eprintln!(
+                "created {}/ (starter files: edit them)",
+                dir.join(root).display()
+            );
+        }
     }
     if let Some(note) = authorized.note {
         eprintln!("{note}");

@@ -9,6 +9,7 @@ pub mod init;
 pub mod known_hosts;
 pub mod plan;
 pub mod prune;
+pub mod publish;
 pub mod render;
 pub mod restore;
 pub mod status;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Prune(args) => block_on(prune::run(&args)),
         Command::Host(args) => block_on(host::run(&args)),
         Command::Bundle(args) => bundle::run(&args),
+        Command::Publish(args) => block_on(publish::run(&args)),
         Command::Swap(args) => block_on(swap::run(&args)),
     }
 }

@@ -1,7 +1,9 @@
 //! `baton restore`: at boot, before the stack starts (`--catch-up` at a swap's hand-over).
+//! At boot it also pulls the published site, so the stack serves it from its first answer.
 
 use crate::backup::restore::{catch_up, restore};
 use crate::cli::RestoreArgs;
+use crate::content::Pulled;
 use crate::error::Error;
 
 pub async fn run(args: &RestoreArgs) -> Result<(), Error> {
@@ -13,10 +15,25 @@ pub async fn run(args: &RestoreArgs) -> Result<(), Error> {
     let report = if args.catch_up {
         catch_up(ctx.store.as_ref(), &ctx.host, &ctx.config).await?
     } else {
-        match restore(ctx.store.as_ref(), &ctx.host, &ctx.config, args.if_empty).await {
-            Ok(r) => {
+        let boot = async {
+            let report = restore(ctx.store.as_ref(), &ctx.host, &ctx.config, args.if_empty).await?;
+            let site = ctx.host.path(&ctx.config.content.dir);
+            let pulled = crate::content::pull(ctx.store.as_ref(), &site).await?;
+            Ok::<_, Error>((report, pulled))
+        };
+        match boot.await {
+            Ok((report, pulled)) => {
                 let _ = std::fs::remove_file(&failed);
-                r
+                match pulled {
+                    Pulled::NothingPublished => {
+                        eprintln!("warning: no site is published yet (run `baton publish`)")
+                    }
+                    Pulled::Unchanged { release } => eprintln!("site: release {release}"),
+                    Pulled::Switched { release, files, .. } => {
+                        eprintln!("site: release {release} ({files} files)")
+                    }
+                }
+                report
             }
             Err(e) => {
                 // The swap's `baton host ready` reports this at once instead of timing out.
@@ -25,7 +42,7 @@ pub async fn run(args: &RestoreArgs) -> Result<(), Error> {
                     e.to_string().as_bytes(),
                     crate::fsutil::PUBLIC,
                 );
-                return Err(e.into());
+                return Err(e);
             }
         }
     };

@@ -53,6 +53,16 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let deploy_key = super::render::deploy_key(&config)?;
     let (cloud, store) = super::operator(&config).await?;
+    if !args.resume && !args.abort && !crate::content::is_published(store.as_ref()).await? {
+        return Err(Error::bad_input(
+            format!(
+                "no site is published in {}: the new server would answer 404 and fail its \
+                 health check",
+                store.describe()
+            ),
+            "run `baton publish` first",
+        ));
+    }
     let cloud: Arc<dyn Cloud> = Arc::new(cloud);
     let lock = Arc::new(DeployLock::new(
         store.clone(),

@@ -84,7 +84,8 @@ impl TlsCa {
         Issuer::from_ca_cert_pem(&self.cert_pem, key)
     }
 
-    /// Issues a server certificate for `domain` and `ip`, valid from a little before now.
+    /// Issues a server certificate for `domain`, its origin name and `ip`, valid from a
+    /// little before now.
     pub fn issue_leaf(
         &self,
         domain: &str,
@@ -98,6 +99,7 @@ impl TlsCa {
         params.distinguished_name = name(domain);
         params.subject_alt_names = vec![
             SanType::DnsName(domain.try_into().map_err(fail)?),
+            SanType::DnsName(origin_name(domain).try_into().map_err(fail)?),
             SanType::IpAddress(ip),
         ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -110,6 +112,14 @@ impl TlsCa {
             key_pem: Zeroizing::new(key.serialize_pem()),
         })
     }
+}
+
+/// The name a swap's health check asks a new server for. The proxy serves the public
+/// domain with the certificate it obtained itself (ACME), which a server that does not yet
+/// hold the address may not have; under this name it serves the origin certificate signed
+/// by the project's CA, which the check trusts alone.
+pub fn origin_name(domain: &str) -> String {
+    format!("origin.{domain}")
 }
 
 fn name(common_name: &str) -> DistinguishedName {

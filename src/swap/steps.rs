@@ -204,7 +204,10 @@ impl Ctx {
         let ca = reqwest::Certificate::from_pem(&pem).map_err(StepError::new)?;
         reqwest::Client::builder()
             .tls_certs_only([ca])
-            .resolve(&self.config.site.domain, SocketAddr::new(ip, 443))
+            .resolve(
+                &crate::identity::tls::origin_name(&self.config.site.domain),
+                SocketAddr::new(ip, 443),
+            )
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             // Each probe is a new visitor: a kept-alive connection would stay with
@@ -216,10 +219,10 @@ impl Ctx {
     }
 }
 
-/// One HTTPS look at `ip` as the site: the generation `/.well-known/baton` names, if `/`
-/// also answers 2xx; otherwise what went wrong.
-async fn probe(client: &reqwest::Client, domain: &str) -> Result<u64, String> {
-    let base = format!("https://{domain}");
+/// One HTTPS look at the site under `name` (the client resolves it to the server): the
+/// generation `/.well-known/baton` names, if `/` also answers 2xx; otherwise what went wrong.
+async fn probe(client: &reqwest::Client, name: &str) -> Result<u64, String> {
+    let base = format!("https://{name}");
     let page = client
         .get(format!("{base}/"))
         .send()
@@ -263,7 +266,8 @@ async fn until_generation(
     let start = Instant::now();
     let mut streak = 0;
     loop {
-        let last = match probe(&client, &ctx.config.site.domain).await {
+        let origin = crate::identity::tls::origin_name(&ctx.config.site.domain);
+        let last = match probe(&client, &origin).await {
             Ok(g) if g == generation => {
                 streak += 1;
                 if streak >= want {

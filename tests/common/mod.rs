@@ -131,3 +131,20 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A process killed when the test ends; its log is printed if the test failed.
+pub struct Running(pub std::process::Child, pub PathBuf);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "{}:\n{}",
+                self.1.display(),
+                std::fs::read_to_string(&self.1).unwrap_or_default()
+            );
+        }
+    }
+}

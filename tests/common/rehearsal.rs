@@ -119,6 +119,11 @@ impl Rehearsal {
             ])
             .output()
             .unwrap());
+        ok(Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["publish", "-c"])
+            .arg(r.config())
+            .output()
+            .unwrap());
         r
     }
 
