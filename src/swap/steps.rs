@@ -120,16 +120,7 @@ impl Ctx {
         timeout: Duration,
         on_line: &(dyn Fn(String) + Send + Sync),
     ) -> Result<ExecOutput, StepError> {
-        let command = format!("sudo -n baton {args}");
-        tokio::time::timeout(timeout, host.exec(&command, on_line))
-            .await
-            .map_err(|_| {
-                StepError(format!(
-                    "`{command}` did not finish within {}",
-                    humantime::format_duration(timeout)
-                ))
-            })?
-            .map_err(StepError::new)
+        exec_root(host, &format!("baton {args}"), timeout, on_line).await
     }
 
     /// Runs `baton ARGS` as root on `host`, its output shown as it comes; fails with the
@@ -140,10 +131,18 @@ impl Ctx {
         args: &str,
         timeout: Duration,
     ) -> Result<(), StepError> {
+        self.root(host, &format!("baton {args}"), timeout).await
+    }
+
+    /// Runs a shell `command` as root on `host`, as [`Ctx::baton`] does.
+    async fn root(
+        &self,
+        host: &dyn RemoteHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
         let say = self.say.clone();
-        let out = self
-            .exec_baton(host, args, timeout, &move |l: String| say(l))
-            .await?;
+        let out = exec_root(host, command, timeout, &move |l: String| say(l)).await?;
         if out.status == 0 {
             return Ok(());
         }
@@ -152,7 +151,7 @@ impl Ctx {
             tail = out.stdout_tail(8);
         }
         Err(StepError(format!(
-            "`sudo -n baton {args}` exited with {}: {}",
+            "`sudo -n {command}` exited with {}: {}",
             out.status,
             tail.trim()
         )))
@@ -285,6 +284,33 @@ async fn until_generation(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// `sudo -n COMMAND` on `host` within `timeout` (cloud-init's sudo rule for the admin user).
+async fn exec_root(
+    host: &dyn RemoteHost,
+    command: &str,
+    timeout: Duration,
+    on_line: &(dyn Fn(String) + Send + Sync),
+) -> Result<ExecOutput, StepError> {
+    let command = format!("sudo -n {command}");
+    tokio::time::timeout(timeout, host.exec(&command, on_line))
+        .await
+        .map_err(|_| {
+            StepError(format!(
+                "`{command}` did not finish within {}",
+                humantime::format_duration(timeout)
+            ))
+        })?
+        .map_err(StepError::new)
+}
+
+/// baton reaches a new server with cloud-init's runcmd, well after sshd answers: this waits
+/// for it, or for cloud-init to finish without it (then the end of cloud-init's log says
+/// why). `BATON_ROOT` is set only on the loopback rehearsal's servers.
+const AWAIT_BATON: &str = "sh -c 'until command -v baton >/dev/null; do \
+    if [ -e \"${BATON_ROOT:-}/var/lib/cloud/instance/boot-finished\" ]; then \
+    echo \"cloud-init finished without installing baton; the end of its log:\"; \
+    tail -n 15 /var/log/cloud-init-output.log; exit 1; fi; sleep 1; done'";
 
 fn remaining(start: Instant, total: Duration) -> Duration {
     total.saturating_sub(start.elapsed())
@@ -501,6 +527,8 @@ impl Step<SwapState> for Wait {
         ));
         let host = ctx.connect_new(s, remaining(start, total)).await?;
         (ctx.say)("SSH answered; waiting for cloud-init and baton restore".into());
+        let left = remaining(start, total).max(Duration::from_secs(1));
+        ctx.root(host.as_ref(), AWAIT_BATON, left).await?;
         let left = remaining(start, total).max(Duration::from_secs(1));
         ctx.baton(
             host.as_ref(),
