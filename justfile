@@ -13,10 +13,18 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# A local rehearsal: init a site, render two generations, serve each with a real sshd.
+# The rehearsal of a swap on real VMs (qemu), no cloud account needed (root; ~15 min cold).
 demo:
+    rehearsal/run demo
+
+# The same rehearsal on loopback "VMs": seconds instead of minutes, no containers.
+demo-loopback:
     cargo build --quiet
     scripts/demo
+
+# First deploy and two swaps on real VMs, every promise asserted (root; run by .ci/run).
+e2e:
+    rehearsal/run e2e
 
 # Benchmark backups against restic on a >= 1 GiB TSDB (minutes; cached data in /var/tmp).
 bench-backup:
