@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baton::content::{Pulled, pull};
-use baton::store::ObjectStore;
 use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 use common::{Project, ok, stderr, stdout};
 
@@ -199,15 +198,7 @@ fn read_tree(root: &Path) -> Result<usize, String> {
 fn pull_switches_releases_atomically_under_a_concurrent_reader() {
     let tmp = tempfile::tempdir().unwrap();
     let store_dir = tmp.path().join("store");
-    let config = baton::config::Store {
-        url: format!("file://{}", store_dir.display()),
-        endpoint: None,
-        region: None,
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store: Arc<dyn ObjectStore> = rt
-        .block_on(baton::store::open_with(&config, &|_| None))
-        .unwrap();
+    let (rt, store) = common::file_store(&store_dir);
     let src = tmp.path().join("site");
     let root = tmp.path().join("srv/site");
 
@@ -288,15 +279,7 @@ fn pull_switches_releases_atomically_under_a_concurrent_reader() {
 fn a_corrupt_object_is_refused_and_the_served_release_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let store_dir = tmp.path().join("store");
-    let config = baton::config::Store {
-        url: format!("file://{}", store_dir.display()),
-        endpoint: None,
-        region: None,
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = rt
-        .block_on(baton::store::open_with(&config, &|_| None))
-        .unwrap();
+    let (rt, store) = common::file_store(&store_dir);
     let src = tmp.path().join("site");
     let root = tmp.path().join("srv/site");
     write_version(&src, 0);
@@ -336,15 +319,7 @@ fn the_agent_pulls_a_publish_within_its_interval() {
         ),
     )
     .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = baton::config::Store {
-        url: format!("file://{}", store_dir.display()),
-        endpoint: None,
-        region: None,
-    };
-    let store = rt
-        .block_on(baton::store::open_with(&config, &|_| None))
-        .unwrap();
+    let (rt, store) = common::file_store(&store_dir);
     let src = tmp.path().join("site");
     write_version(&src, 1);
     rt.block_on(baton::content::publish(store.as_ref(), &src, false))

@@ -139,20 +139,26 @@ fn promtool_accepts_prometheus_yml_which_scrapes_the_whole_stack() {
     }
 }
 
-#[test]
-fn caddy_validates_the_caddyfile_with_the_origin_certificate() {
-    let caddy = require("caddy", "caddy");
-    let tls = tempfile::tempdir().unwrap();
+/// origin.crt and origin.key in `dir`, as cloud-init writes them; returns their CA.
+fn origin_certificate(dir: &Path) -> baton::identity::tls::TlsCa {
     let ca = baton::identity::tls::TlsCa::generate("blog").unwrap();
     let leaf = ca
         .issue_leaf(
             "blog.example.org",
             "203.0.113.10".parse().unwrap(),
-            std::time::Duration::from_secs(3600),
+            Duration::from_secs(3600),
         )
         .unwrap();
-    std::fs::write(tls.path().join("origin.crt"), &leaf.cert_pem).unwrap();
-    std::fs::write(tls.path().join("origin.key"), leaf.key_pem.as_bytes()).unwrap();
+    std::fs::write(dir.join("origin.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.join("origin.key"), leaf.key_pem.as_bytes()).unwrap();
+    ca
+}
+
+#[test]
+fn caddy_validates_the_caddyfile_with_the_origin_certificate() {
+    let caddy = require("caddy", "caddy");
+    let tls = tempfile::tempdir().unwrap();
+    origin_certificate(tls.path());
     let validate = |tls_dir: &Path| {
         Command::new(&caddy)
             .args(["validate", "--adapter", "caddyfile", "--config"])
@@ -323,33 +329,14 @@ fn caddy_serves_the_published_site_and_the_generation_under_the_origin_name() {
     let curl = require("curl", "curl");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca = baton::identity::tls::TlsCa::generate("blog").unwrap();
-    let leaf = ca
-        .issue_leaf(
-            "blog.example.org",
-            "203.0.113.10".parse().unwrap(),
-            std::time::Duration::from_secs(3600),
-        )
-        .unwrap();
     std::fs::create_dir_all(d.join("tls")).unwrap();
-    std::fs::write(d.join("tls/origin.crt"), &leaf.cert_pem).unwrap();
-    std::fs::write(d.join("tls/origin.key"), leaf.key_pem.as_bytes()).unwrap();
+    let ca = origin_certificate(&d.join("tls"));
     std::fs::write(d.join("ca.crt"), &ca.cert_pem).unwrap();
     std::fs::create_dir_all(d.join("etc")).unwrap();
     std::fs::write(d.join("etc/generation"), "7\n").unwrap();
 
     // The site as the agent leaves it: releases behind the `current` link.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = rt
-        .block_on(baton::store::open_with(
-            &baton::config::Store {
-                url: format!("file://{}", d.join("store").display()),
-                endpoint: None,
-                region: None,
-            },
-            &|_| None,
-        ))
-        .unwrap();
+    let (rt, store) = common::file_store(&d.join("store"));
     rt.block_on(baton::content::publish(
         store.as_ref(),
         &repo().join("site"),

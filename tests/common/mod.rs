@@ -148,3 +148,22 @@ impl Drop for Running {
         }
     }
 }
+
+/// A `file://` object store under `dir`, with the runtime its calls are made on.
+pub fn file_store(
+    dir: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    std::sync::Arc<dyn baton::store::ObjectStore>,
+) {
+    let config = baton::config::Store {
+        url: format!("file://{}", dir.display()),
+        endpoint: None,
+        region: None,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt
+        .block_on(baton::store::open_with(&config, &|_| None))
+        .unwrap();
+    (rt, store)
+}
