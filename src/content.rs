@@ -303,30 +303,13 @@ pub async fn pull(store: &dyn ObjectStore, root: &Path) -> Result<Pulled, Conten
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
         }
-        for (path, entry) in &manifest.files {
-            let dest = staging.join(path);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+        match fill(store, &manifest, &staging, &previous).await {
+            Ok(counts) => (downloaded, reused) = counts,
+            Err(e) => {
+                // A failed pull leaves nothing behind; the next one starts over.
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
             }
-            if let Some(have) = previous.get(&entry.sha256)
-                && std::fs::hard_link(have, &dest).is_ok()
-            {
-                reused += 1;
-                continue;
-            }
-            let key = format!("{OBJECTS}{}", entry.sha256);
-            let got = store
-                .get_to_file(&key, &dest)
-                .await?
-                .ok_or_else(|| ContentError::Missing { key: key.clone() })?;
-            if got.sha256 != entry.sha256 || got.size != entry.size {
-                return Err(ContentError::Mismatch {
-                    key,
-                    want: entry.sha256.clone(),
-                    got: got.sha256,
-                });
-            }
-            downloaded += 1;
         }
         std::fs::create_dir_all(&staging).map_err(io("create", &staging))?;
         crate::fsutil::write_atomic(
@@ -349,6 +332,43 @@ pub async fn pull(store: &dyn ObjectStore, root: &Path) -> Result<Pulled, Conten
         downloaded,
         reused,
     })
+}
+
+/// Fills `staging` with the manifest's files: linked from `previous` (by content hash)
+/// where it has them, fetched and checked otherwise. Returns (fetched, linked).
+async fn fill(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    staging: &Path,
+    previous: &BTreeMap<String, PathBuf>,
+) -> Result<(usize, usize), ContentError> {
+    let (mut downloaded, mut reused) = (0, 0);
+    for (path, entry) in &manifest.files {
+        let dest = staging.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+        }
+        if let Some(have) = previous.get(&entry.sha256)
+            && std::fs::hard_link(have, &dest).is_ok()
+        {
+            reused += 1;
+            continue;
+        }
+        let key = format!("{OBJECTS}{}", entry.sha256);
+        let got = store
+            .get_to_file(&key, &dest)
+            .await?
+            .ok_or_else(|| ContentError::Missing { key: key.clone() })?;
+        if got.sha256 != entry.sha256 || got.size != entry.size {
+            return Err(ContentError::Mismatch {
+                key,
+                want: entry.sha256.clone(),
+                got: got.sha256,
+            });
+        }
+        downloaded += 1;
+    }
+    Ok((downloaded, reused))
 }
 
 /// Pulls every `interval` until `stop` fires; failures are logged and retried, the tree

@@ -298,6 +298,22 @@ fn a_corrupt_object_is_refused_and_the_served_release_stays() {
         .to_string();
     assert!(err.contains("refusing"), "{err}");
     assert_eq!(read_tree(&root), Ok(0));
+
+    // An object a newer publish removed while this pull read the older manifest.
+    std::fs::remove_file(store_dir.join("site/objects").join(&sha)).unwrap();
+    let err = rt
+        .block_on(pull(store.as_ref(), &root))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is gone from the store"), "{err}");
+    assert_eq!(read_tree(&root), Ok(0));
+    // Nothing half-made is left beside the releases.
+    let partial: Vec<_> = std::fs::read_dir(root.join("releases"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
 }
 
 #[test]
