@@ -372,12 +372,13 @@ async fn fill(
 }
 
 /// Pulls every `interval` until `stop` fires; failures are logged and retried, the tree
-/// being served stays as it is.
+/// being served stays as it is. `seen` hears every outcome (the agent counts them).
 pub async fn keep_pulling(
     store: std::sync::Arc<dyn ObjectStore>,
     root: PathBuf,
     interval: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    seen: impl Fn(&Result<Pulled, ContentError>) + Send,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -386,7 +387,9 @@ pub async fn keep_pulling(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match pull(store.as_ref(), &root).await {
+        let result = pull(store.as_ref(), &root).await;
+        seen(&result);
+        match result {
             Ok(Pulled::Switched {
                 release,
                 files,

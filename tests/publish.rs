@@ -322,6 +322,7 @@ fn the_agent_pulls_a_publish_within_its_interval() {
     let store_dir = tmp.path().join("store");
     let root = tmp.path().join("root");
     let agent_toml = tmp.path().join("agent.toml");
+    let metrics_port = common::free_port();
     std::fs::write(
         &agent_toml,
         format!(
@@ -331,7 +332,7 @@ fn the_agent_pulls_a_publish_within_its_interval() {
              [metrics]\nlisten = \"127.0.0.1:{}\"\n\
              [content]\ndir = \"/srv/site\"\ninterval_seconds = 1\n",
             store_dir.display(),
-            common::free_port()
+            metrics_port
         ),
     )
     .unwrap();
@@ -364,4 +365,17 @@ fn the_agent_pulls_a_publish_within_its_interval() {
         Duration::from_secs(20),
         || read_tree(&served).ok().filter(|v| *v == 2),
     );
+    // Its metrics count both switches and no failure.
+    let curl = common::require("curl", "curl");
+    common::wait_for("the agent's site metrics", Duration::from_secs(10), || {
+        let out = Command::new(&curl)
+            .args(["-s", &format!("http://127.0.0.1:{metrics_port}/metrics")])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("\nbaton_site_switches_total 2\n")
+            && text.contains("\nbaton_site_pull_failures_total 0\n")
+            && !text.contains("\nbaton_site_last_pull_timestamp_seconds 0\n"))
+        .then_some(())
+    });
 }

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub refusals: u64,
     pub blocks_stored: u64,
     pub running: bool,
+    /// The published site's pulls (the agent's other duty).
+    pub site_last_pull: Option<f64>,
+    pub site_switches: u64,
+    pub site_pull_failures: u64,
 }
 
 impl Metrics {
@@ -81,6 +85,24 @@ impl Metrics {
             "gauge",
             "1 while a backup runs.",
             u8::from(self.running).to_string(),
+        );
+        metric(
+            "baton_site_last_pull_timestamp_seconds",
+            "gauge",
+            "When the agent last pulled the published site without error, Unix time (0: never).",
+            format!("{}", self.site_last_pull.unwrap_or(0.0)),
+        );
+        metric(
+            "baton_site_switches_total",
+            "counter",
+            "Times the served site switched to a newly published release.",
+            self.site_switches.to_string(),
+        );
+        metric(
+            "baton_site_pull_failures_total",
+            "counter",
+            "Pulls of the published site that failed (the served release stayed).",
+            self.site_pull_failures.to_string(),
         );
         s
     }

@@ -35,11 +35,24 @@ pub async fn run(args: &HostArgs) -> Result<(), Error> {
         ctx.config.content.interval_seconds,
         ctx.config.content.dir.display()
     );
+    let counted = metrics.clone();
     let puller = tokio::spawn(crate::content::keep_pulling(
         ctx.store.clone(),
         ctx.host.path(&ctx.config.content.dir),
         std::time::Duration::from_secs(ctx.config.content.interval_seconds.max(1)),
         rx.clone(),
+        move |result| {
+            let mut m = crate::sync::lock(&counted);
+            match result {
+                Ok(pulled) => {
+                    m.site_last_pull = Some(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+                    if matches!(pulled, crate::content::Pulled::Switched { .. }) {
+                        m.site_switches += 1;
+                    }
+                }
+                Err(_) => m.site_pull_failures += 1,
+            }
+        },
     ));
     run_agent(
         ctx.store.as_ref(),
