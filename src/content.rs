@@ -178,9 +178,9 @@ fn scan(dir: &Path) -> Result<(Manifest, BTreeMap<String, PathBuf>), ContentErro
     Ok((manifest, paths))
 }
 
-async fn published(store: &dyn ObjectStore) -> Result<Option<(Manifest, Vec<u8>)>, ContentError> {
+async fn published(store: &dyn ObjectStore) -> Result<Option<Manifest>, ContentError> {
     match store.get(MANIFEST).await? {
-        Some(bytes) => Ok(Some((Manifest::parse(MANIFEST, &bytes)?, bytes))),
+        Some(bytes) => Ok(Some(Manifest::parse(MANIFEST, &bytes)?)),
         None => Ok(None),
     }
 }
@@ -198,7 +198,7 @@ pub async fn publish(
     dry_run: bool,
 ) -> Result<PublishReport, ContentError> {
     let (new, paths) = scan(dir)?;
-    let old = published(store).await?.map(|(m, _)| m).unwrap_or_default();
+    let old = published(store).await?.unwrap_or_default();
     let mut report = PublishReport {
         dry_run,
         release: new.id(),
@@ -274,7 +274,7 @@ pub enum Pulled {
 /// previous release too: a reader that resolved `current` just before the switch finishes
 /// in a tree that still exists.
 pub async fn pull(store: &dyn ObjectStore, root: &Path) -> Result<Pulled, ContentError> {
-    let Some((manifest, _)) = published(store).await? else {
+    let Some(manifest) = published(store).await? else {
         return Ok(Pulled::NothingPublished);
     };
     let id = manifest.id();

@@ -244,6 +244,11 @@ fn fault_in_health_shows_the_stack_and_its_logs() {
         "{problems}"
     );
     assert!(problems.contains(r#"\"GET / HTTP/1.1\" 503"#), "{problems}");
+    // It names what was asked for: the origin name, not the public one.
+    assert!(
+        problems.contains("https://origin.blog.example.org on "),
+        "{problems}"
+    );
 }
 
 #[test]

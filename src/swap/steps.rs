@@ -112,17 +112,6 @@ impl Ctx {
             .map_err(StepError::new)
     }
 
-    /// Runs `baton ARGS` as root on `host` within `timeout`; `on_line` sees its output.
-    async fn exec_baton(
-        &self,
-        host: &dyn RemoteHost,
-        args: &str,
-        timeout: Duration,
-        on_line: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<ExecOutput, StepError> {
-        exec_root(host, &format!("baton {args}"), timeout, on_line).await
-    }
-
     /// Runs `baton ARGS` as root on `host`, its output shown as it comes; fails with the
     /// end of its output unless it succeeds.
     async fn baton(
@@ -193,6 +182,11 @@ impl Ctx {
         Ok(())
     }
 
+    /// The name the health checks ask a new server for (see `identity::tls::origin_name`).
+    fn origin(&self) -> String {
+        crate::identity::tls::origin_name(&self.config.site.domain)
+    }
+
     fn https(&self, ip: IpAddr) -> Result<reqwest::Client, StepError> {
         let pem = std::fs::read(self.config.tls_ca_cert()).map_err(|e| {
             StepError(format!(
@@ -203,10 +197,7 @@ impl Ctx {
         let ca = reqwest::Certificate::from_pem(&pem).map_err(StepError::new)?;
         reqwest::Client::builder()
             .tls_certs_only([ca])
-            .resolve(
-                &crate::identity::tls::origin_name(&self.config.site.domain),
-                SocketAddr::new(ip, 443),
-            )
+            .resolve(&self.origin(), SocketAddr::new(ip, 443))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             // Each probe is a new visitor: a kept-alive connection would stay with
@@ -262,10 +253,10 @@ async fn until_generation(
     timeout: Duration,
 ) -> Result<(), String> {
     let client = ctx.https(ip).map_err(|e| e.0)?;
+    let origin = ctx.origin();
     let start = Instant::now();
     let mut streak = 0;
     loop {
-        let origin = crate::identity::tls::origin_name(&ctx.config.site.domain);
         let last = match probe(&client, &origin).await {
             Ok(g) if g == generation => {
                 streak += 1;
@@ -587,16 +578,17 @@ impl Step<SwapState> for Health {
         // Show why: the stack's own view, over SSH.
         let mut why = format!(
             "https://{} on {ip} did not answer as generation {} within {}: {last}",
-            ctx.config.site.domain,
+            ctx.origin(),
             s.generation,
             humantime::format_duration(ctx.config.swap.health_timeout)
         );
         if let Ok(host) = ctx.connect_new(s, Duration::from_secs(20)).await {
-            let args = format!("host logs --command {}", quote(&ctx.config.bundle.logs));
+            let args = format!(
+                "baton host logs --command {}",
+                quote(&ctx.config.bundle.logs)
+            );
             let quiet = |_: String| {};
-            if let Ok(out) = ctx
-                .exec_baton(host.as_ref(), &args, Duration::from_secs(30), &quiet)
-                .await
+            if let Ok(out) = exec_root(host.as_ref(), &args, Duration::from_secs(30), &quiet).await
             {
                 why.push_str("\n  the stack on the server says:");
                 for l in out.stdout_tail(20).lines() {
