@@ -220,7 +220,9 @@ fn the_dashboard_reads_metrics_the_agent_exports() {
             "Errors (5xx)",
             "Latency",
             "Last good backup",
-            "Backups"
+            "Backups",
+            "Published site: last pull",
+            "Published site: releases switched, pulls failed"
         ]
     );
     let exported = baton::backup::agent::Metrics::default().render();
@@ -236,7 +238,7 @@ fn the_dashboard_reads_metrics_the_agent_exports() {
             }
         }
     }
-    assert!(checked >= 4, "{exprs:?}");
+    assert!(checked >= 7, "{exprs:?}");
     // The datasource the panels name is the one provisioned.
     let ds =
         std::fs::read_to_string(docker().join("grafana/provisioning/datasources/prometheus.yml"))
