@@ -3,13 +3,15 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use baton::clock::Clock;
-use baton::store::ObjectStore;
 use baton::store::fs::FsStore;
-use baton::swap::lock::{DeployLock, Holder, LockError};
+use baton::store::{Created, Downloaded, ObjectMeta, ObjectStore, StoreError};
+use baton::swap::lock::{DeployLock, Holder, Lease, LockError};
 use common::s3::S3Server;
 
 /// A clock tests can move forward.
@@ -124,4 +126,111 @@ async fn many_contenders_one_holder() {
         winners += usize::from(t.await.unwrap());
     }
     assert_eq!(winners, 1);
+}
+
+/// A store on which another party acts right after a given object is created, before the
+/// creator looks again: the interleaving a waiter's 2-second poll hits only by chance.
+struct ActsAfterCreate {
+    inner: FsStore,
+    key: String,
+    then: Mutex<Option<Lease>>,
+}
+
+#[async_trait]
+impl ObjectStore for ActsAfterCreate {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        self.inner.put_file(key, path).await
+    }
+    async fn create_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
+        let created = self.inner.create_new(key, bytes).await?;
+        let successor = self.then.lock().unwrap().take_if(|_| key == self.key);
+        if let Some(lease) = successor {
+            // What a waiter's acquire does on a released head: the next epoch, then it
+            // cleans up below.
+            let next = format!("lock/{:012}", lease.epoch);
+            let bytes = serde_json::to_vec(&lease).unwrap();
+            assert_eq!(self.inner.create_new(&next, bytes).await?, Created::Created);
+            self.inner.delete(key).await?;
+        }
+        Ok(created)
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError> {
+        self.inner.get_to_file(key, path).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn download_url(&self, key: &str, valid: Duration) -> Result<String, StoreError> {
+        self.inner.download_url(key, valid).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[tokio::test]
+async fn a_release_is_not_lost_when_a_waiter_takes_the_lock_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(baton::clock::SystemClock);
+    let waiting = Lease {
+        epoch: 3,
+        holder: "bob".into(),
+        host: "bob-laptop".into(),
+        pid: 7,
+        acquired: 0,
+        expires: u64::MAX,
+        released: false,
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(ActsAfterCreate {
+        inner: FsStore::new(dir.path(), "file:///test").unwrap(),
+        // alice takes epoch 1, renews to 2, releases with 3; bob builds 4 on it.
+        key: "lock/000000000003".into(),
+        then: Mutex::new(Some(Lease {
+            epoch: 4,
+            ..waiting
+        })),
+    });
+    let lock = DeployLock::new(store.clone(), clock, Duration::from_secs(600));
+    let alice = lock
+        .acquire(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    let renewed = lock.renew(&alice.lease).await.unwrap();
+    lock.release(&renewed).await.unwrap();
+    let head = lock.current().await.unwrap().unwrap();
+    assert_eq!((head.epoch, head.holder.as_str()), (4, "bob"));
+    // And alice, asking again, is told it is not hers any more.
+    assert!(matches!(
+        lock.release(&renewed).await,
+        Err(LockError::Lost { ours: 2, now: 4 })
+    ));
+}
+
+#[tokio::test]
+async fn a_release_after_the_lease_was_taken_over_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path(), "file:///test").unwrap());
+    let clock = Arc::new(Manual(Mutex::new(SystemTime::now())));
+    let lock = DeployLock::new(store, clock.clone(), Duration::from_secs(600));
+    let alice = lock
+        .acquire(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    // Alice's swap hangs past its lease; bob takes over and renews, which removes the
+    // epoch alice would release into, so her create would succeed below bob's head.
+    *clock.0.lock().unwrap() += Duration::from_secs(601);
+    let bob = lock.acquire(&holder("bob"), Duration::ZERO).await.unwrap();
+    let bob = lock.renew(&bob.lease).await.unwrap();
+    let err = lock.release(&alice.lease).await.unwrap_err();
+    assert!(matches!(err, LockError::Lost { ours: 1, now: 3 }), "{err}");
+    assert_eq!(lock.current().await.unwrap().unwrap(), bob);
 }

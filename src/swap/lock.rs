@@ -60,6 +60,14 @@ pub struct Holder {
 }
 
 impl Holder {
+    fn of(lease: &Lease) -> Holder {
+        Holder {
+            name: lease.holder.clone(),
+            host: lease.host.clone(),
+            pid: lease.pid,
+        }
+    }
+
     pub fn this_process() -> Holder {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -130,14 +138,7 @@ impl DeployLock {
 
     /// The current lease (the highest epoch), if any.
     pub async fn current(&self) -> Result<Option<Lease>, LockError> {
-        let Some(last) = self
-            .store
-            .list(PREFIX)
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .max()
-        else {
+        let Some(last) = self.highest().await? else {
             return Ok(None);
         };
         let Some(bytes) = self.store.get(&last).await? else {
@@ -175,18 +176,21 @@ impl DeployLock {
     /// Whether `epoch` is the highest: a slow contender can re-create an epoch that a
     /// winner already cleaned up, below the real head. Its object is then removed again.
     async fn confirm(&self, epoch: u64) -> Result<bool, LockError> {
-        let highest = self
+        if self.highest().await?.as_deref() == Some(key(epoch).as_str()) {
+            return Ok(true);
+        }
+        let _ = self.store.delete(&key(epoch)).await;
+        Ok(false)
+    }
+
+    async fn highest(&self) -> Result<Option<String>, LockError> {
+        Ok(self
             .store
             .list(PREFIX)
             .await?
             .into_iter()
             .map(|o| o.key)
-            .max();
-        if highest.as_deref() == Some(key(epoch).as_str()) {
-            return Ok(true);
-        }
-        let _ = self.store.delete(&key(epoch)).await;
-        Ok(false)
+            .max())
     }
 
     async fn clean_below(&self, epoch: u64) {
@@ -234,34 +238,42 @@ impl DeployLock {
 
     /// Extends the lease; fails if someone else's epoch came after ours.
     pub async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
-        self.next(lease, false).await
-    }
-
-    /// Ends the lease.
-    pub async fn release(&self, lease: &Lease) -> Result<(), LockError> {
-        self.next(lease, true).await.map(|_| ())
-    }
-
-    async fn next(&self, lease: &Lease, released: bool) -> Result<Lease, LockError> {
-        let holder = Holder {
-            name: lease.holder.clone(),
-            host: lease.host.clone(),
-            pid: lease.pid,
-        };
-        let next = self.lease(lease.epoch + 1, &holder, lease.acquired, released);
-        match self.create(&next).await? {
-            Created::Created if self.confirm(next.epoch).await? => {
-                self.clean_below(next.epoch).await;
-                Ok(next)
-            }
-            _ => {
-                let now = self.current().await?.map_or(lease.epoch + 1, |l| l.epoch);
-                Err(LockError::Lost {
-                    ours: lease.epoch,
-                    now,
-                })
-            }
+        let next = self.lease(lease.epoch + 1, &Holder::of(lease), lease.acquired, false);
+        if self.create(&next).await? == Created::Created && self.confirm(next.epoch).await? {
+            self.clean_below(next.epoch).await;
+            return Ok(next);
         }
+        let now = self.current().await?.map_or(next.epoch, |l| l.epoch);
+        Err(LockError::Lost {
+            ours: lease.epoch,
+            now,
+        })
+    }
+
+    /// Ends the lease. A released epoch is free for the taking at once, so a waiter may
+    /// build the next epoch on it before we look at the head again: a head above ours is
+    /// then a successor, not a thief. That reading holds because ours was still the head
+    /// just before: a thief would have had to create, renew and clean up in between.
+    pub async fn release(&self, lease: &Lease) -> Result<(), LockError> {
+        let head = self.current().await?.map_or(0, |l| l.epoch);
+        if head != lease.epoch {
+            return Err(LockError::Lost {
+                ours: lease.epoch,
+                now: head,
+            });
+        }
+        let released = self.lease(lease.epoch + 1, &Holder::of(lease), lease.acquired, true);
+        if self.create(&released).await? != Created::Created {
+            let now = self.current().await?.map_or(released.epoch, |l| l.epoch);
+            return Err(LockError::Lost {
+                ours: lease.epoch,
+                now,
+            });
+        }
+        if self.highest().await?.as_deref() == Some(key(released.epoch).as_str()) {
+            self.clean_below(released.epoch).await;
+        }
+        Ok(())
     }
 }
 
