@@ -181,22 +181,18 @@ impl ObjectStore for ActsAfterCreate {
 async fn a_release_is_not_lost_when_a_waiter_takes_the_lock_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(baton::clock::SystemClock);
-    let waiting = Lease {
-        epoch: 3,
-        holder: "bob".into(),
-        host: "bob-laptop".into(),
-        pid: 7,
-        acquired: 0,
-        expires: u64::MAX,
-        released: false,
-    };
     let store: Arc<dyn ObjectStore> = Arc::new(ActsAfterCreate {
         inner: FsStore::new(dir.path(), "file:///test").unwrap(),
         // alice takes epoch 1, renews to 2, releases with 3; bob builds 4 on it.
         key: "lock/000000000003".into(),
         then: Mutex::new(Some(Lease {
             epoch: 4,
-            ..waiting
+            holder: "bob".into(),
+            host: "bob-laptop".into(),
+            pid: 7,
+            acquired: 0,
+            expires: u64::MAX,
+            released: false,
         })),
     });
     let lock = DeployLock::new(store.clone(), clock, Duration::from_secs(600));

@@ -243,11 +243,7 @@ impl DeployLock {
             self.clean_below(next.epoch).await;
             return Ok(next);
         }
-        let now = self.current().await?.map_or(next.epoch, |l| l.epoch);
-        Err(LockError::Lost {
-            ours: lease.epoch,
-            now,
-        })
+        Err(self.lost(lease).await?)
     }
 
     /// Ends the lease. A released epoch is free for the taking at once, so a waiter may
@@ -264,16 +260,21 @@ impl DeployLock {
         }
         let released = self.lease(lease.epoch + 1, &Holder::of(lease), lease.acquired, true);
         if self.create(&released).await? != Created::Created {
-            let now = self.current().await?.map_or(released.epoch, |l| l.epoch);
-            return Err(LockError::Lost {
-                ours: lease.epoch,
-                now,
-            });
+            return Err(self.lost(lease).await?);
         }
         if self.highest().await?.as_deref() == Some(key(released.epoch).as_str()) {
             self.clean_below(released.epoch).await;
         }
         Ok(())
+    }
+
+    /// The error for a transition of `ours` that someone else's epoch beat, naming theirs.
+    async fn lost(&self, ours: &Lease) -> Result<LockError, LockError> {
+        let now = self.current().await?.map_or(ours.epoch + 1, |l| l.epoch);
+        Ok(LockError::Lost {
+            ours: ours.epoch,
+            now,
+        })
     }
 }
 
