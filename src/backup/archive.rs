@@ -107,32 +107,80 @@ fn safe_relative(p: &Path) -> Result<PathBuf, &'static str> {
     }
 }
 
-/// Whether a symlink at `entry` pointing to `target` stays inside the archive's root.
-fn link_stays_inside(entry: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = entry.parent().map_or(0, |p| p.components().count() as i64);
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
+/// How many links one resolution may pass through before it is called a loop (Linux's
+/// own limit).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Whether the symlink at `link` (relative to `root`) resolves to a place inside `root`,
+/// following every link it meets on the way as the kernel would, including links that
+/// other entries made (`d/s -> ..` makes `d/s/d/s/../..` leave). Missing components are
+/// taken as plain directories: a dangling link inside the tree is harmless.
+fn link_resolves_inside(root: &Path, link: &Path) -> Result<bool, io::Error> {
+    use std::collections::VecDeque;
+    let mut at: Vec<std::ffi::OsString> = link
+        .parent()
+        .map(|p| p.iter().map(|s| s.to_os_string()).collect())
+        .unwrap_or_default();
+    let mut pending: VecDeque<PathBuf> = VecDeque::new();
+    let mut hops = 0;
+    let queue_target = |pending: &mut VecDeque<PathBuf>, target: PathBuf| {
+        for c in target.components().rev() {
+            pending.push_front(c.as_os_str().into());
         }
-        if depth < 0 {
-            return false;
+    };
+    queue_target(&mut pending, std::fs::read_link(root.join(link))?);
+    while let Some(part) = pending.pop_front() {
+        match part.components().next() {
+            Some(Component::Normal(name)) => {
+                at.push(name.to_os_string());
+                let here: PathBuf = root.join(at.iter().collect::<PathBuf>());
+                if std::fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink()) {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Ok(false);
+                    }
+                    at.pop();
+                    queue_target(&mut pending, std::fs::read_link(&here)?);
+                }
+            }
+            Some(Component::ParentDir) => {
+                if at.pop().is_none() {
+                    return Ok(false);
+                }
+            }
+            Some(Component::CurDir) | None => {}
+            Some(Component::RootDir | Component::Prefix(_)) => return Ok(false),
         }
     }
-    true
+    Ok(true)
 }
 
-/// Unpacks `archive` into `dest` (which must exist and be empty). Any entry that would
-/// land outside `dest` (absolute, `..`, a link pointing out, a device) refuses the whole
+/// Makes sure every directory from `dest` down to `dest/rel` is a real directory
+/// (creating the missing ones when `create`): never one that is a link, which would
+/// redirect whatever is written below it.
+fn real_dirs(dest: &Path, rel: &Path, create: bool) -> Result<(), &'static str> {
+    let mut here = dest.to_path_buf();
+    for part in rel.iter() {
+        here.push(part);
+        match std::fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => return Err("is below a symbolic link"),
+            Ok(_) => return Err("is below a file"),
+            Err(_) if create => std::fs::create_dir(&here).map_err(|_| "cannot be created")?,
+            Err(_) => return Err("is below a directory not unpacked before it"),
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks `archive` into `dest` (which must exist and be empty). Nothing is ever written
+/// through a link, and any entry that would land or point outside `dest` (absolute, `..`,
+/// a link that resolves outside, even through other links, a device) refuses the whole
 /// archive; the caller unpacks into a staging directory, so nothing half-done is kept.
 pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ArchiveError> {
     let file = File::open(archive).map_err(io_err("open", archive))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut links = Vec::new();
     for entry in tar.entries().map_err(io_err("read", archive))? {
         let mut entry = entry.map_err(io_err("read", archive))?;
         let raw = entry.path().map_err(io_err("read", archive))?.into_owned();
@@ -142,49 +190,76 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ArchiveError> {
             why,
         };
         let rel = safe_relative(&raw).map_err(hostile)?;
+        real_dirs(dest, rel.parent().unwrap_or(Path::new("")), true).map_err(hostile)?;
         let target = dest.join(&rel);
-        let kind = entry.header().entry_type();
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-            // A parent that is a symlink would redirect the write.
-            if std::fs::symlink_metadata(parent)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false)
-            {
-                return Err(hostile("is below a symbolic link"));
-            }
-        }
+        let existing = std::fs::symlink_metadata(&target).ok();
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777; // never setuid/setgid
-        match kind {
+        match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                std::fs::create_dir_all(&target).map_err(io_err("create", &target))?;
+                match existing {
+                    None => std::fs::create_dir(&target).map_err(io_err("create", &target))?,
+                    Some(m) if m.file_type().is_dir() => {}
+                    Some(_) => return Err(hostile("replaces an earlier entry")),
+                }
                 set_mode(&target, mode | 0o700)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut out = File::create(&target).map_err(io_err("write", &target))?;
+                if existing.is_some() {
+                    return Err(hostile("replaces an earlier entry"));
+                }
+                // O_EXCL: never opens through a link that appeared in the meantime.
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .map_err(io_err("write", &target))?;
                 io::copy(&mut entry, &mut out).map_err(io_err("write", &target))?;
                 set_mode(&target, mode)?;
             }
             tar::EntryType::Symlink => {
+                if existing.is_some() {
+                    return Err(hostile("replaces an earlier entry"));
+                }
                 let link = entry
                     .link_name()
                     .map_err(io_err("read", archive))?
                     .ok_or_else(|| hostile("is a link without a target"))?;
-                if !link_stays_inside(&rel, &link) {
-                    return Err(hostile("is a link pointing outside the target"));
-                }
                 std::os::unix::fs::symlink(&link, &target).map_err(io_err("link", &target))?;
+                links.push((rel, name.clone()));
             }
             tar::EntryType::Link => {
+                if existing.is_some() {
+                    return Err(hostile("replaces an earlier entry"));
+                }
                 let link = entry
                     .link_name()
                     .map_err(io_err("read", archive))?
                     .ok_or_else(|| hostile("is a link without a target"))?;
                 let link = safe_relative(&link)
                     .map_err(|_| hostile("is a hard link pointing outside the target"))?;
-                std::fs::hard_link(dest.join(link), &target).map_err(io_err("link", &target))?;
+                // linkat follows links in the source's directories: an earlier entry
+                // must be a regular file reached through real directories only.
+                let source = dest.join(&link);
+                let regular = std::fs::symlink_metadata(&source).is_ok_and(|m| m.is_file());
+                let parent = link.parent().unwrap_or(Path::new(""));
+                if !regular || real_dirs(dest, parent, false).is_err() {
+                    return Err(hostile(
+                        "is a hard link to something not unpacked before it",
+                    ));
+                }
+                std::fs::hard_link(&source, &target).map_err(io_err("link", &target))?;
             }
             _ => return Err(hostile("is a device, FIFO or other special file")),
+        }
+    }
+    // Judged once the whole tree stands, so a link made later cannot redirect an earlier one.
+    for (rel, name) in links {
+        let inside = link_resolves_inside(dest, &rel).map_err(io_err("read link", &rel))?;
+        if !inside {
+            return Err(ArchiveError::Hostile {
+                entry: name,
+                why: "is a link that resolves outside the target",
+            });
         }
     }
     Ok(())
@@ -200,17 +275,44 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ArchiveError> {
 mod tests {
     use super::*;
 
+    fn tree(links: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(root.path().join("d")).unwrap();
+        for (at, to) in links {
+            std::os::unix::fs::symlink(to, root.path().join(at)).unwrap();
+        }
+        root
+    }
+
+    fn inside(root: &tempfile::TempDir, link: &str) -> bool {
+        link_resolves_inside(root.path(), Path::new(link)).unwrap()
+    }
+
     #[test]
     fn links_are_judged_from_where_they_sit() {
-        assert!(link_stays_inside(Path::new("a/b"), Path::new("../c")));
-        assert!(!link_stays_inside(Path::new("a"), Path::new("../c")));
-        assert!(!link_stays_inside(
-            Path::new("a/b"),
-            Path::new("/etc/passwd")
-        ));
-        assert!(!link_stays_inside(
-            Path::new("a/b"),
-            Path::new("x/../../../c")
-        ));
+        let t = tree(&[
+            ("a/b/up", "../c"),
+            ("a/out", "../../c"),
+            ("a/abs", "/etc/passwd"),
+            ("a/b/zig", "x/../../../c"),
+        ]);
+        assert!(inside(&t, "a/b/up"));
+        assert!(!inside(&t, "a/out"));
+        assert!(!inside(&t, "a/abs"));
+        assert!(inside(&t, "a/b/zig")); // x/.. then ../.. : back at the root
+    }
+
+    #[test]
+    fn links_are_followed_through_other_links() {
+        // The probe's chain: every piece looks harmless as text.
+        let t = tree(&[("d/s", ".."), ("esc", "d/s/d/s/../../..")]);
+        assert!(inside(&t, "d/s"));
+        assert!(!inside(&t, "esc"));
+        let t = tree(&[("loop1", "loop2"), ("loop2", "loop1")]);
+        assert!(
+            !inside(&t, "loop1"),
+            "a loop is refused, not followed forever"
+        );
     }
 }

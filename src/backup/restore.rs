@@ -219,14 +219,22 @@ async fn restore_manifest(
     key: &str,
 ) -> Result<RestoreReport, Attempt> {
     let m = read_manifest(store, key).await?;
+    // Before anything is created: every path below comes from this plan, none from the
+    // manifest's text.
+    let plan = m.plan(&config.backup.paths).map_err(Attempt::Unusable)?;
+    for path in &plan.skipped {
+        tracing::warn!(
+            "backup {key} has an archive of {path:?}, which is not in backup.paths: left alone"
+        );
+    }
     let data_dir = host.path(&config.prometheus.data_dir);
     let staged_data = stage_beside(&data_dir)?;
     let blocks: Vec<&manifest::Block> = m.blocks.iter().collect();
     let mut bytes = fetch_blocks(store, &blocks, staged_data.path()).await?;
 
     let mut staged_paths = Vec::new();
-    for a in &m.archives {
-        let target = host.path(Path::new(&a.path));
+    for (a, path) in &plan.archives {
+        let target = host.path(path);
         let staged = stage_beside(&target)?;
         let packed = staged.path().join(".archive.tar.gz");
         bytes += fetch(store, &a.key, &packed, a.size, &a.sha256).await?;
@@ -252,10 +260,19 @@ async fn restore_manifest(
     for (_staged, tree, target) in &staged_paths {
         place(tree, target)?;
     }
+    let note = if plan.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "left alone (not in backup.paths): {}",
+            plan.skipped.join(", ")
+        )
+    };
     Ok(RestoreReport {
         blocks: m.blocks.len(),
-        archives: m.archives.len(),
+        archives: plan.archives.len(),
         bytes,
+        note,
         ..Default::default()
     })
 }
@@ -292,6 +309,10 @@ pub async fn catch_up(
         }
         Err(Attempt::Fatal(e)) => return Err(e),
     };
+    // Block names become directory names inside the data directory: checked first.
+    if let Err(why) = m.check_blocks() {
+        return Err(BackupError::NothingRestorable(format!("{key}: {why}")));
+    }
     let missing: Vec<&manifest::Block> = m
         .blocks
         .iter()
