@@ -2,7 +2,6 @@
 //! fixed times, modes reduced to 0644/0755), so the same tree always gives the same bytes
 //! and the same content hash, and an unpacker that refuses anything escaping its target.
 
-use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -31,10 +30,12 @@ pub enum BundleError {
     Unpack { target: PathBuf, reason: String },
 }
 
-/// A zip in memory and its sha256.
+/// A zip in a temporary file (deleted with this value) and its sha256: bundles are
+/// streamed from disk to disk, so their size costs no memory.
 pub struct Bundle {
-    pub bytes: Vec<u8>,
+    pub file: tempfile::NamedTempFile,
     pub sha256: String,
+    pub size: u64,
     pub files: usize,
 }
 
@@ -55,8 +56,21 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BundleError> {
     })
 }
 
-/// Zips `dir` reproducibly.
-pub fn zip_dir(dir: &Path) -> Result<Bundle, BundleError> {
+/// Checks that `dir` can be bundled (it exists, holds files, only regular ones) without
+/// zipping it: what `baton plan` and a swap's preflight ask before anything is uploaded.
+pub fn check_dir(dir: &Path) -> Result<usize, BundleError> {
+    let files = files_under(dir)?;
+    if files.is_empty() {
+        return Err(BundleError::Empty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(files.len())
+}
+
+/// Zips `dir` reproducibly into a temporary file in `scratch` (where it is to end up, so
+/// that persisting it is a rename).
+pub fn zip_dir(dir: &Path, scratch: &Path) -> Result<Bundle, BundleError> {
     use std::os::unix::fs::PermissionsExt;
     let files = files_under(dir)?;
     if files.is_empty() {
@@ -65,13 +79,19 @@ pub fn zip_dir(dir: &Path) -> Result<Bundle, BundleError> {
         });
     }
     let write = |e: zip::result::ZipError| BundleError::Write(e.to_string());
-    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    let io = |e: std::io::Error| BundleError::Write(e.to_string());
+    let out = tempfile::Builder::new()
+        .prefix(".baton-bundle-")
+        .tempfile_in(scratch)
+        .map_err(io)?;
+    let mut zip = ZipWriter::new(out.reopen().map_err(io)?);
     for (name, path) in &files {
         let unreadable = |e: std::io::Error| BundleError::Unreadable {
             dir: dir.to_path_buf(),
             reason: format!("{}: {e}", path.display()),
         };
-        let meta = std::fs::metadata(path).map_err(unreadable)?;
+        let mut source = std::fs::File::open(path).map_err(unreadable)?;
+        let meta = source.metadata().map_err(unreadable)?;
         let mode = if meta.permissions().mode() & 0o111 != 0 {
             0o755
         } else {
@@ -80,23 +100,24 @@ pub fn zip_dir(dir: &Path) -> Result<Bundle, BundleError> {
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
             .last_modified_time(DateTime::default())
-            .unix_permissions(mode);
+            .unix_permissions(mode)
+            .large_file(meta.len() >= u64::from(u32::MAX));
         zip.start_file(name.as_str(), options).map_err(write)?;
-        let bytes = std::fs::read(path).map_err(unreadable)?;
-        zip.write_all(&bytes)
-            .map_err(|e| BundleError::Write(e.to_string()))?;
+        std::io::copy(&mut source, &mut zip).map_err(unreadable)?;
     }
-    let bytes = zip.finish().map_err(write)?.into_inner();
+    zip.finish().map_err(write)?.sync_all().map_err(io)?;
+    let (size, sha256) = crate::backup::sha256_of(out.path()).map_err(io)?;
     Ok(Bundle {
-        sha256: sha256_hex(&bytes),
-        bytes,
+        file: out,
+        sha256,
+        size,
         files: files.len(),
     })
 }
 
-/// Unpacks into `target`, which must not exist yet: everything goes into a staging
-/// directory beside it first, so a bad entry leaves nothing behind.
-pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), BundleError> {
+/// Unpacks the zip at `archive` into `target`, which must not exist yet: everything goes
+/// into a staging directory beside it first, so a bad entry leaves nothing behind.
+pub fn unpack(archive: &Path, target: &Path) -> Result<(), BundleError> {
     let fail = |reason: String| BundleError::Unpack {
         target: target.to_path_buf(),
         reason,
@@ -109,8 +130,8 @@ pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), BundleError> {
         .prefix(".bundle-")
         .tempdir_in(parent)
         .map_err(|e| fail(e.to_string()))?;
-    let mut archive =
-        ZipArchive::new(Cursor::new(bytes)).map_err(|e| BundleError::Bad(e.to_string()))?;
+    let file = std::fs::File::open(archive).map_err(|e| fail(e.to_string()))?;
+    let mut archive = ZipArchive::new(file).map_err(|e| BundleError::Bad(e.to_string()))?;
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -136,16 +157,23 @@ pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), BundleError> {
         if let Some(p) = dest.parent() {
             std::fs::create_dir_all(p).map_err(|e| fail(e.to_string()))?;
         }
-        let mut content = Vec::new();
-        entry
-            .read_to_end(&mut content)
-            .map_err(|e| BundleError::Bad(format!("{name}: {e}")))?;
         let mode = if entry.unix_mode().unwrap_or(0) & 0o111 != 0 {
             0o755
         } else {
             0o644
         };
-        crate::fsutil::write_atomic(&dest, &content, mode).map_err(|e| fail(e.to_string()))?;
+        // The staging directory is new and ours alone: O_EXCL refuses a repeated entry.
+        let mut out = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&dest)
+                .map_err(|e| BundleError::Bad(format!("{name}: {e}")))?
+        };
+        std::io::copy(&mut entry, &mut out)
+            .map_err(|e| BundleError::Bad(format!("{name}: {e}")))?;
     }
     let staged = staging.keep();
     std::fs::rename(&staged, target).map_err(|e| {
@@ -156,6 +184,8 @@ pub fn unpack(bytes: &[u8], target: &Path) -> Result<(), BundleError> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Cursor, Write};
+
     use super::*;
 
     fn tree(dir: &Path) {
@@ -170,28 +200,34 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         tree(a.path());
         tree(b.path());
-        let first = zip_dir(a.path()).unwrap();
-        let other = zip_dir(b.path()).unwrap();
+        let first = zip_dir(a.path(), &std::env::temp_dir()).unwrap();
+        let other = zip_dir(b.path(), &std::env::temp_dir()).unwrap();
         assert_eq!(first.sha256, other.sha256);
         assert_eq!(first.files, 2);
         std::fs::write(b.path().join("compose.yaml"), "services: {x: {}}\n").unwrap();
-        assert_ne!(zip_dir(b.path()).unwrap().sha256, first.sha256);
+        assert_ne!(
+            zip_dir(b.path(), &std::env::temp_dir()).unwrap().sha256,
+            first.sha256
+        );
     }
 
     #[test]
     fn unpacks_what_it_packed_and_refuses_a_symlink() {
         let src = tempfile::tempdir().unwrap();
         tree(src.path());
-        let z = zip_dir(src.path()).unwrap();
+        let z = zip_dir(src.path(), &std::env::temp_dir()).unwrap();
         let out = tempfile::tempdir().unwrap();
         let target = out.path().join("stack");
-        unpack(&z.bytes, &target).unwrap();
+        unpack(z.file.path(), &target).unwrap();
         assert_eq!(
             std::fs::read_to_string(target.join("grafana/dashboards/site.json")).unwrap(),
             "{}"
         );
         std::os::unix::fs::symlink("/etc/passwd", src.path().join("link")).unwrap();
-        let e = zip_dir(src.path()).err().unwrap().to_string();
+        let e = zip_dir(src.path(), &std::env::temp_dir())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
     }
 
@@ -206,9 +242,14 @@ mod tests {
         zip.write_all(b"evil").unwrap();
         let bytes = zip.finish().unwrap().into_inner();
         let out = tempfile::tempdir().unwrap();
-        let e = unpack(&bytes, &out.path().join("stack")).unwrap_err();
+        let zipped = out.path().join("evil.zip");
+        std::fs::write(&zipped, bytes).unwrap();
+        let e = unpack(&zipped, &out.path().join("stack")).unwrap_err();
         assert!(e.to_string().contains("outside the target"), "{e}");
-        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "evil.zip")
+            .collect();
         assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -7,7 +7,8 @@
 //! parsing, [`Config::validate`] checks what serde cannot (files exist, names are legal)
 //! and reports *every* problem at once, each with its field and a fix.
 //!
-//! Messages never quote a line of the file: someone may have pasted a secret into it.
+//! Messages never quote a line or a value of the file: someone may have pasted a secret
+//! into it, even into the wrong field. They name the field and line and say what fits.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -238,17 +239,19 @@ fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(|_| {
         serde::de::Error::custom(format!(
-            "\"{s}\" is not an IP address; write the Elastic IP as shown in the cloud \
-             console, e.g. \"203.0.113.10\""
+            "{} is not an IP address; write the Elastic IP as shown in the cloud \
+             console, e.g. \"203.0.113.10\"",
+            described(&s)
         ))
     })
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
+    humantime::parse_duration(&s).map_err(|_| {
         serde::de::Error::custom(format!(
-            "\"{s}\" is not a duration ({e}); write e.g. \"90s\", \"10m\", \"12h\" or \"90d\""
+            "{} is not a duration; write e.g. \"90s\", \"10m\", \"12h\" or \"90d\"",
+            described(&s)
         ))
     })
 }
@@ -257,7 +260,7 @@ impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse()
-            .map_err(|e| serde::de::Error::custom(format!("schedule \"{s}\" {e}")))
+            .map_err(|e| serde::de::Error::custom(format!("the schedule {e}")))
     }
 }
 
@@ -318,10 +321,13 @@ fn list(problems: &[Problem]) -> String {
 impl Config {
     /// Reads, parses and validates `path`. Nothing else in baton looks at the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT).map_err(|source| {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         Self::parse(&text, path)
     }
 
@@ -420,26 +426,36 @@ impl Config {
         v.check(
             is_label(&c.site.name, 30),
             "site.name",
-            || format!("\"{}\" cannot name instances and labels", c.site.name),
+            || {
+                format!(
+                    "{} cannot name instances and labels",
+                    described(&c.site.name)
+                )
+            },
             "use 1-30 lowercase letters, digits and dashes, starting with a letter, e.g. \"blog\"",
         );
         v.check(
             is_hostname(&c.site.domain),
             "site.domain",
-            || format!("\"{}\" is not a DNS name", c.site.domain),
+            || format!("{} is not a DNS name", described(&c.site.domain)),
             "write the site's fully qualified name, e.g. \"blog.example.org\"",
         );
 
         v.check(
             c.cloud.provider == "exoscale",
             "cloud.provider",
-            || format!("provider \"{}\" is not supported", c.cloud.provider),
+            || {
+                format!(
+                    "{} is not a supported provider",
+                    described(&c.cloud.provider)
+                )
+            },
             "set provider = \"exoscale\" (the only provider so far)",
         );
         v.check(
             is_label(&c.cloud.zone, 30),
             "cloud.zone",
-            || format!("\"{}\" is not a zone name", c.cloud.zone),
+            || format!("{} is not a zone name", described(&c.cloud.zone)),
             "write the zone as Exoscale names it, e.g. \"ch-gva-2\"",
         );
         if let Some(endpoint) = &c.cloud.endpoint {
@@ -457,6 +473,34 @@ impl Config {
             },
             "set disk_gb = 10 or more",
         );
+        v.check(
+            c.instance.disk_gb <= 51200,
+            "instance.disk_gb",
+            || {
+                format!(
+                    "{} GB is above the 51200 GB an instance may have",
+                    c.instance.disk_gb
+                )
+            },
+            "set disk_gb to at most 51200",
+        );
+        for (field, value) in [
+            ("swap.boot_timeout", c.swap.boot_timeout),
+            ("swap.health_timeout", c.swap.health_timeout),
+            ("swap.handover_timeout", c.swap.handover_timeout),
+        ] {
+            v.check(
+                (Duration::from_secs(5)..=Duration::from_secs(24 * 3600)).contains(&value),
+                field,
+                || {
+                    format!(
+                        "{} is outside 5s to 24h: a swap would fail at once or wait a day",
+                        humantime::format_duration(value)
+                    )
+                },
+                "use minutes, e.g. \"10m\" (the defaults fit a real cloud)",
+            );
+        }
         v.check(
             !c.instance.instance_type.trim().is_empty(),
             "instance.type",
@@ -479,7 +523,7 @@ impl Config {
         v.check(
             is_unix_user(&c.ssh.admin_user),
             "ssh.admin_user",
-            || format!("\"{}\" cannot be the admin user", c.ssh.admin_user),
+            || format!("{} cannot be the admin user", described(&c.ssh.admin_user)),
             "use a lowercase login name other than root, e.g. \"deploy\"",
         );
         v.check(
@@ -508,6 +552,12 @@ impl Config {
             },
             "use at least \"1h\"; the default is \"90d\"",
         );
+        v.check(
+            c.ssh.cert_lifetime <= crate::identity::MAX_CERT_LIFETIME,
+            "ssh.cert_lifetime",
+            || "is longer than 10 years".to_string(),
+            "use at most \"3650d\"; a swap renews the certificate anyway (the default is \"90d\")",
+        );
         v.secret_file(&c.host_ca_key(), "ssh.host_ca");
         v.public_file(&c.host_ca_pub(), "ssh.host_ca");
         v.secret_file(&c.tls_ca_key(), "tls.ca_key");
@@ -515,12 +565,18 @@ impl Config {
 
         v.check_store(&c.store);
 
-        for p in &c.backup.paths {
+        for (i, p) in c.backup.paths.iter().enumerate() {
             v.check(
-                p.is_absolute(),
+                crate::backup::manifest::is_plain_absolute(p),
                 "backup.paths",
-                || format!("\"{}\" is not an absolute path on the host", p.display()),
+                || format!("entry {} is not an absolute path without `..`", i + 1),
                 "write host paths in full, e.g. \"/srv/acme\"",
+            );
+            v.check(
+                !c.backup.paths[..i].contains(p),
+                "backup.paths",
+                || format!("entry {} repeats an earlier one", i + 1),
+                "list each path once",
             );
         }
         v.check(
@@ -558,7 +614,7 @@ impl Validator {
         let Some((scheme, rest)) = url.split_once("://") else {
             return self.problem(
                 field,
-                format!("\"{url}\" is not a URL"),
+                format!("{} is not a URL", described(url)),
                 "write e.g. \"https://host/path\"",
             );
         };
@@ -571,12 +627,12 @@ impl Validator {
             "http" if loopback => {}
             "http" => self.problem(
                 field,
-                format!("\"{url}\" uses plain http to a remote host"),
+                format!("{} uses plain http to a remote host", described(url)),
                 "use https (http is allowed only for 127.0.0.1/localhost, e.g. exosim)",
             ),
             _ => self.problem(
                 field,
-                format!("\"{url}\" is not an http(s) URL"),
+                format!("{} is not an http(s) URL", described(url)),
                 "write e.g. \"https://host/path\"",
             ),
         }
@@ -589,7 +645,7 @@ impl Validator {
             if !is_bucket(bucket) {
                 self.problem(
                     "store.url",
-                    format!("\"{bucket}\" is not a valid bucket name"),
+                    format!("the bucket, {}, is not a valid bucket name", described(bucket)),
                     "use 3-63 lowercase letters, digits, dots and dashes: \"s3://my-bucket/prefix\"",
                 );
             }
@@ -605,21 +661,23 @@ impl Validator {
             if !Path::new(path).is_absolute() {
                 self.problem(
                     "store.url",
-                    format!("\"{url}\" is not an absolute file URL"),
+                    format!("{} is not an absolute file URL", described(url)),
                     "write three slashes for an absolute path: \"file:///var/lib/baton/store\"",
                 );
             }
         } else {
             self.problem(
                 "store.url",
-                format!("\"{url}\" is neither s3:// nor file://"),
+                format!("{} is neither s3:// nor file://", described(url)),
                 "write \"s3://bucket/prefix\" or \"file:///absolute/path\"",
             );
         }
     }
 
     fn public_file(&mut self, path: &Path, field: &str) {
-        if !path.is_file() {
+        if path.exists() && !path.is_file() {
+            self.not_a_file(path, field);
+        } else if !path.is_file() {
             self.problem(
                 field,
                 format!("file {} does not exist", path.display()),
@@ -629,9 +687,20 @@ impl Validator {
         }
     }
 
+    fn not_a_file(&mut self, path: &Path, field: &str) {
+        self.problem(
+            field,
+            format!("{} is not a regular file", path.display()),
+            "point the field at the key or certificate file itself (relative paths start at \
+             the config file's directory)",
+        );
+    }
+
     fn secret_file(&mut self, path: &Path, field: &str) {
         match std::fs::metadata(path) {
             Err(_) => self.public_file(path, field),
+            // chmod would be the wrong advice for a directory or a device.
+            Ok(meta) if !meta.is_file() => self.not_a_file(path, field),
             Ok(meta) if meta.permissions().mode() & 0o077 != 0 => self.problem(
                 field,
                 format!(
@@ -644,6 +713,34 @@ impl Validator {
             Ok(_) => {}
         }
     }
+}
+
+/// How a message refers to a value from the file without quoting it.
+fn described(value: &str) -> String {
+    match value.chars().count() {
+        0 => "the empty value".to_string(),
+        1 => "the value (1 character)".to_string(),
+        n => format!("the value ({n} characters)"),
+    }
+}
+
+/// A toml or serde message with every quoted value in it hidden: `invalid type: string
+/// "x", expected u32` quotes the file.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    // Odd pieces are inside quotes; an unbalanced last quote hides the rest too.
+    for (i, piece) in parts.enumerate() {
+        if i % 2 == 0 {
+            out.push_str(&described(piece));
+        } else {
+            out.push_str(piece);
+        }
+    }
+    out
 }
 
 /// Finds keys that look like secrets anywhere in the file. Only their names are reported.
@@ -685,7 +782,7 @@ pub(crate) fn problem_from_toml(e: &toml::de::Error, text: &str) -> Problem {
     Problem {
         field,
         line,
-        message: e.message().trim().to_string(),
+        message: without_values(e.message().trim()),
         fix: "compare with the commented example that `baton init --dir /tmp/example` writes"
             .to_string(),
     }
@@ -709,11 +806,13 @@ fn field_at(text: &str, offset: usize) -> (Option<String>, usize) {
             line_no,
         );
     }
-    let key = line
-        .split('=')
-        .next()
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
+    // Only a line of the form `key = ...` names a key: anything else may be a value (a
+    // pasted secret, say) and is never repeated.
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    });
     let field = match (section, key) {
         (Some(s), Some(k)) => Some(format!("{s}.{k}")),
         (None, Some(k)) => Some(k.to_string()),
@@ -777,6 +876,17 @@ mod tests {
         assert_eq!(
             field_at(text, text.find("[cloud]").unwrap()),
             (Some("cloud".into()), 4)
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_no_assignment_names_no_field() {
+        let text = "[cloud]\nEXOSCALE_API_SECRET abcdef\n";
+        let (field, line) = field_at(text, text.find("abc").unwrap());
+        assert_eq!((field.as_deref(), line), (Some("cloud"), 2));
+        assert_eq!(
+            without_values("invalid type: string \"hunter2\", expected u32"),
+            "invalid type: string the value (7 characters), expected u32"
         );
     }
 

@@ -35,7 +35,34 @@ impl FileError {
 }
 
 pub fn read_to_string(path: &Path) -> Result<String, FileError> {
-    fs::read_to_string(path).map_err(|e| FileError::new("cannot read", path, e))
+    read_small(path, SMALL_FILE_LIMIT).map_err(|e| FileError::new("cannot read", path, e))
+}
+
+/// The most any config, key or certificate file may hold: far above what one needs, far
+/// below what would hurt to hold in memory.
+pub const SMALL_FILE_LIMIT: u64 = 1 << 20;
+
+/// Reads a small text file whole, refusing anything that is not a regular file (a link to
+/// `/dev/zero` would never end) or holds more than `limit` bytes.
+pub fn read_small(path: &Path, limit: u64) -> io::Result<String> {
+    use std::io::Read;
+    let file = File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    // One byte over the limit tells a file that is too large from one that fits exactly.
+    file.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {} KiB", limit / 1024),
+        ));
+    }
+    Ok(text)
 }
 
 pub fn create_dir_all(path: &Path) -> Result<(), FileError> {
@@ -55,6 +82,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileErro
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| FileError::new("cannot write", tmp.path(), e))?;
     tmp.persist(path)
+        .map_err(|e| FileError::new("cannot rename into place", path, e.error))?;
+    Ok(())
+}
+
+/// Moves a finished temporary file to `path` atomically, with `mode`.
+pub fn persist(file: tempfile::NamedTempFile, path: &Path, mode: u32) -> Result<(), FileError> {
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(mode))
+        .map_err(|e| FileError::new("cannot set the mode of", file.path(), e))?;
+    file.persist(path)
         .map_err(|e| FileError::new("cannot rename into place", path, e.error))?;
     Ok(())
 }

@@ -116,9 +116,93 @@ fn address_that_does_not_parse() {
         &err,
         &[
             "field `cloud.elastic_ip`",
-            "\"203.0.113\" is not an IP address",
+            "the value (9 characters) is not an IP address",
         ],
     );
+}
+
+#[test]
+fn a_bad_value_is_described_never_echoed() {
+    // Pasted into the wrong field, a secret must not come back on the terminal or in CI logs.
+    let p = Project::init(&[]);
+    let secret = "EXOabc123SECRETdef456";
+    for (from, to) in [
+        ("\"203.0.113.10\"", format!("\"{secret}\"")),
+        ("zone = \"ch-gva-2\"", format!("zone = \"{secret}\"")),
+        ("disk_gb = 20", format!("disk_gb = \"{secret}\"")),
+    ] {
+        let err = refused(&p, |t| t.replace(from, &to));
+        assert!(
+            !err.contains("SECRET"),
+            "{from}: the value was echoed:\n{err}"
+        );
+        std::fs::write(
+            p.config(),
+            std::fs::read_to_string(p.config())
+                .unwrap()
+                .replace(&to, from),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_bare_secret_line_is_never_taken_for_a_field_name() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace(
+            "zone = \"ch-gva-2\"",
+            "zone = \"ch-gva-2\"\nEXOSCALE_API_SECRET Zm9vYmFyLXNlY3JldA",
+        )
+    });
+    assert!(!err.contains("Zm9vYmFy"), "the secret was echoed:\n{err}");
+    assert_has(&err, &["field `cloud` (line"]);
+}
+
+#[test]
+fn a_config_that_is_a_device_or_huge_is_refused_at_once() {
+    let p = Project::init(&[]);
+    std::fs::remove_file(p.config()).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", p.config()).unwrap();
+    let out = p.baton(&["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_has(&stderr(&out), &["baton.toml", "not a regular file"]);
+
+    std::fs::remove_file(p.config()).unwrap();
+    let f = std::fs::File::create(p.config()).unwrap();
+    f.set_len(64 << 20).unwrap(); // sparse: 64 MiB of nothing
+    let out = p.baton(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_has(&stderr(&out), &["baton.toml", "larger than 1024 KiB"]);
+}
+
+#[test]
+fn a_key_path_that_is_a_directory_gets_no_chmod_advice() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace("host_ca = \"keys/host-ca\"", "host_ca = \"/etc\"")
+    });
+    assert_has(&err, &["field `ssh.host_ca`", "/etc is not a regular file"]);
+    assert!(!err.contains("chmod"), "{err}");
+}
+
+#[test]
+fn init_with_a_bad_name_writes_nothing_and_a_retry_works() {
+    for bad in [
+        ["--site", "Not A Name"],
+        ["--domain", "not a domain"],
+        ["--store", "ftp://x"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["init", "--dir", "."];
+        args.extend(bad);
+        let out = baton(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert_has(&stderr(&out), &["baton.toml", "fix:"]);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{bad:?} left {left:?}");
+        ok(baton(dir.path(), &["init", "--dir", "."]));
+    }
 }
 
 #[test]
@@ -127,14 +211,7 @@ fn cron_that_does_not_parse() {
     let err = refused(&p, |t| {
         t.replace("schedule = \"* * * * *\"", "schedule = \"61 * * * *\"")
     });
-    assert_has(
-        &err,
-        &[
-            "field `backup.schedule`",
-            "\"61 * * * *\"",
-            "does not parse",
-        ],
-    );
+    assert_has(&err, &["field `backup.schedule`", "does not parse"]);
     let err = refused(&p, |t| {
         t.replace("schedule = \"61 * * * *\"", "schedule = \"* * * *\"")
     });
@@ -271,4 +348,33 @@ fn oversized_user_data_names_its_size() {
         &err,
         &["encoded user-data is", "over the cloud's limit of 32768"],
     );
+}
+
+#[test]
+fn values_a_swap_could_never_use_are_refused_not_promised() {
+    let p = Project::init(&[]);
+    for (from, to, field) in [
+        ("disk_gb = 20", "disk_gb = 4294967295", "instance.disk_gb"),
+        (
+            "boot_timeout = \"10m\"",
+            "boot_timeout = \"0s\"",
+            "swap.boot_timeout",
+        ),
+        // Once a panic (exit 101) in the certificate's time arithmetic.
+        (
+            "cert_lifetime = \"90d\"",
+            "cert_lifetime = \"5000000000y\"",
+            "ssh.cert_lifetime",
+        ),
+    ] {
+        let err = refused(&p, |t| t.replace(from, to));
+        assert_has(&err, &[&format!("field `{field}`")]);
+        std::fs::write(
+            p.config(),
+            std::fs::read_to_string(p.config())
+                .unwrap()
+                .replace(to, from),
+        )
+        .unwrap();
+    }
 }

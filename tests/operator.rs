@@ -192,6 +192,39 @@ async fn plan_names_a_template_that_does_not_exist() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn plan_and_swap_name_a_missing_bundle_or_agent_binary_before_acting() {
+    let site = Site::new();
+    std::fs::rename(
+        site.project.path().join("docker"),
+        site.project.path().join("docker.away"),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(site.project.config()).unwrap();
+    let cfg = cfg.replacen("[swap]", "[swap]\nagent_binary = \"target/nope\"", 1);
+    std::fs::write(site.project.config(), cfg).unwrap();
+    let p = site.json(&["plan"]);
+    let blockers = p["blockers"].to_string();
+    assert!(
+        blockers.contains("bundle.dir") && blockers.contains("swap.agent_binary"),
+        "{p}"
+    );
+    let text = stdout(&site.baton(&["plan"]));
+    assert!(!text.contains("nothing stands in the way"), "{text}");
+
+    // The swap refuses before the lock, an upload or a cloud call that writes.
+    site.put_json("site/manifest.json", json!({})).await;
+    let out = site.baton(&["swap"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bundle.dir"), "{}", stderr(&out));
+    let left = site.store.list("").await.unwrap();
+    assert!(
+        left.iter()
+            .all(|o| !o.key.starts_with("artifacts/") && !o.key.starts_with("lock/")),
+        "{left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn status_without_cloud_credentials_names_them() {
     let site = Site::new();
     let out = Command::new(BATON)

@@ -16,6 +16,8 @@ type World = Arc<Mutex<BTreeSet<String>>>;
 #[derive(Default)]
 struct Faults {
     run: Option<&'static str>,
+    /// Fails after making its resource, as a step that fails half-way does.
+    partial: Option<&'static str>,
     undo: Option<&'static str>,
     /// Undos in the order they ran.
     undone: Vec<&'static str>,
@@ -49,6 +51,17 @@ impl Step<State> for Make {
             .is_some()
         {
             return Err(StepError::new(format!("{} failed on purpose", self.name)));
+        }
+        if self
+            .faults
+            .lock()
+            .unwrap()
+            .partial
+            .take_if(|n| *n == self.name)
+            .is_some()
+        {
+            self.world.lock().unwrap().insert(self.name.to_string());
+            return Err(StepError::new(format!("{} failed half-way", self.name)));
         }
         for _ in 0..if self.twice { 2 } else { 1 } {
             // Idempotent: a second run finds the resource there.
@@ -181,13 +194,53 @@ async fn a_failure_before_the_commit_undoes_everything_in_reverse() {
         assert!(rig.world().is_empty(), "{failing}: left {:?}", rig.world());
         assert_eq!(journal.phase, Phase::Undone);
         assert!(journal.done.is_empty());
-        let expected: Vec<&str> = NAMES[..i].iter().rev().copied().collect();
+        // The failed step first (it may have done part of its work), then the done ones.
+        let expected: Vec<&str> = NAMES[..=i].iter().rev().copied().collect();
         assert_eq!(
             rig.faults.lock().unwrap().undone,
             expected,
             "undo order when {failing} fails"
         );
     }
+}
+
+#[tokio::test]
+async fn a_step_that_fails_part_way_is_undone_too() {
+    // The probe's case: prepare uploaded the binary, then failed on the bundle.
+    for failing in &NAMES[..4] {
+        let rig = Rig::new();
+        rig.faults.lock().unwrap().partial = Some(failing);
+        let (outcome, journal, _) = rig
+            .saga(NAMES.len(), false)
+            .start("p", State::default())
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Undone { .. }), "{outcome:?}");
+        assert!(rig.world().is_empty(), "{failing}: left {:?}", rig.world());
+        assert_eq!(journal.phase, Phase::Undone);
+    }
+}
+
+#[tokio::test]
+async fn an_abort_undoes_the_step_a_crash_cut_short() {
+    let rig = Rig::new();
+    // One step journalled; the process died inside the second, after its resource existed
+    // but before the journal said so.
+    let (_, _, _) = rig
+        .saga(1, false)
+        .start("cut", State::default())
+        .await
+        .unwrap();
+    rig.world.lock().unwrap().insert("instance".into());
+    let journal = rig
+        .saga(NAMES.len(), false)
+        .load("cut")
+        .await
+        .unwrap()
+        .unwrap();
+    let (outcome, _) = rig.saga(NAMES.len(), false).abort(journal).await.unwrap();
+    assert!(matches!(outcome, Outcome::Undone { .. }), "{outcome:?}");
+    assert!(rig.world().is_empty(), "left {:?}", rig.world());
 }
 
 #[tokio::test]

@@ -6,13 +6,17 @@ use crate::error::Error;
 
 pub fn run(args: &BundleArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
-    let bundle = crate::bundle::zip_dir(&config.resolve(&config.bundle.dir))?;
-    crate::fsutil::write_atomic(&args.out, &bundle.bytes, crate::fsutil::PUBLIC)?;
+    let out_dir = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let bundle = crate::bundle::zip_dir(&config.resolve(&config.bundle.dir), out_dir)?;
+    crate::fsutil::persist(bundle.file, &args.out, crate::fsutil::PUBLIC)?;
     eprintln!(
         "wrote {} ({} files, {} bytes)",
         args.out.display(),
         bundle.files,
-        bundle.bytes.len()
+        bundle.size
     );
     println!("{}", bundle.sha256);
     Ok(())

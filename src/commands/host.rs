@@ -117,19 +117,30 @@ async fn up(args: &HostArgs, sha256: &str, command: &str) -> Result<(), Error> {
         println!("bundle {} already unpacked", &sha256[..12]);
     } else {
         let key = format!("{}{sha256}", super::gc::ARTIFACTS);
-        let bytes = ctx.store.get(&key).await?.ok_or_else(|| {
-            Error::Failed(format!(
-                "the bundle {key} is not in {}",
-                ctx.store.describe()
-            ))
-        })?;
-        let got = crate::bundle::sha256_hex(&bytes);
-        if got != sha256 {
+        // Streamed to a file beside its target and hashed on the way: never in memory.
+        let parent = ctx.host.path(Path::new(BUNDLES));
+        crate::fsutil::create_dir_all(&parent)?;
+        let download = tempfile::Builder::new()
+            .prefix(".bundle-")
+            .tempfile_in(&parent)
+            .map_err(|e| crate::fsutil::FileError::new("cannot create a file in", &parent, e))?;
+        let got = ctx
+            .store
+            .get_to_file(&key, download.path())
+            .await?
+            .ok_or_else(|| {
+                Error::Failed(format!(
+                    "the bundle {key} is not in {}",
+                    ctx.store.describe()
+                ))
+            })?;
+        if got.sha256 != sha256 {
             return Err(Error::Failed(format!(
-                "the bundle {key} has sha256 {got}, not {sha256}: refusing it"
+                "the bundle {key} has sha256 {}, not {sha256}: refusing it",
+                got.sha256
             )));
         }
-        crate::bundle::unpack(&bytes, &dir)?;
+        crate::bundle::unpack(download.path(), &dir)?;
         println!("bundle {} unpacked into {}", &sha256[..12], dir.display());
     }
     let link = ctx.host.path(Path::new(STACK));

@@ -128,6 +128,9 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
             "keep the existing CA (it is what known_hosts trusts), or pick another --dir",
         ));
     }
+    // Validate the config as it will be before writing anything: a bad --site, --domain
+    // or --store must leave no file behind for the retry to trip over.
+    check_before_writing(dir, &config_path, &files[..keys_and_config])?;
     fsutil::create_dir_all(&keys)?;
     for (path, _, _) in &files {
         if let Some(parent) = path.parent() {
@@ -164,6 +167,50 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
     eprintln!("\nAppend this line to ~/.ssh/known_hosts once; it stays valid across every swap:");
     print!("{line}");
     Ok(())
+}
+
+/// Loads the config from a scratch copy of the project: the real text, and empty stand-ins
+/// with the real modes for the key files (validation looks at their presence and mode,
+/// never their contents, so no secret is written anywhere else). Problems name the real
+/// path.
+fn check_before_writing(
+    dir: &Path,
+    config_path: &Path,
+    files: &[(PathBuf, Vec<u8>, u32)],
+) -> Result<(), Error> {
+    let scratch = tempfile::tempdir().map_err(|e| {
+        crate::fsutil::FileError::new(
+            "cannot create a scratch directory in",
+            &std::env::temp_dir(),
+            e,
+        )
+    })?;
+    let mut stand_ins = Vec::new();
+    for (path, bytes, mode) in files {
+        let rel = path.strip_prefix(dir).unwrap_or(path);
+        let at = scratch.path().join(rel);
+        if let Some(parent) = at.parent() {
+            fsutil::create_dir_all(parent)?;
+        }
+        let bytes = if path == config_path {
+            bytes.clone()
+        } else {
+            Vec::new()
+        };
+        stand_ins.push((at, bytes, *mode));
+    }
+    fsutil::create_all_new(&stand_ins)?;
+    match Config::load(&scratch.path().join("baton.toml")) {
+        Ok(_) => Ok(()),
+        Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+            Err(crate::config::ConfigError::Invalid {
+                path: config_path.to_path_buf(),
+                problems,
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 struct Authorized {

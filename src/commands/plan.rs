@@ -42,6 +42,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
             l.holder, l.host
         ));
     }
+    blockers.extend(crate::swap::preflight::local(&config));
     for u in &overview.unfinished {
         blockers.push(format!("unfinished swap {u}: resume or abort it first"));
     }
@@ -90,7 +91,8 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         }
         if plan.blockers.is_empty() {
             s.push_str(
-                "nothing stands in the way (template, type, security groups and address checked)",
+                "nothing stands in the way (template, type, security groups, address, \
+                 bundle and agent binary checked)",
             );
         } else {
             for b in &plan.blockers {

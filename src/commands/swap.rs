@@ -52,6 +52,24 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
     }
     let config = Config::load(&args.config.path)?;
     let deploy_key = super::render::deploy_key(&config)?;
+    // A resumed or aborted swap may be past needing these; a new one must not start
+    // without them (nothing uploaded yet, nothing to undo).
+    if !args.resume && !args.abort {
+        let problems = crate::swap::preflight::local(&config);
+        if !problems.is_empty() {
+            return Err(Error::bad_input(
+                format!(
+                    "the swap cannot start:
+  - {}",
+                    problems.join(
+                        "
+  - "
+                    )
+                ),
+                "fix the files named above, then run the swap again (`baton plan` checks them too)",
+            ));
+        }
+    }
     let (cloud, store) = super::operator(&config).await?;
     if !args.resume && !args.abort && !crate::content::is_published(store.as_ref()).await? {
         return Err(Error::bad_input(

@@ -8,6 +8,10 @@
 pub mod ssh;
 pub mod tls;
 
+/// The longest a host or origin certificate may live: every swap issues new ones, so a
+/// longer one buys nothing, and far larger values overflow the time arithmetic.
+pub const MAX_CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3650 * 24 * 3600);
+
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]

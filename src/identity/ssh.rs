@@ -43,12 +43,17 @@ pub fn load_private(
     what: &'static str,
     fix: &'static str,
 ) -> Result<PrivateKey, IdentityError> {
-    let key = PrivateKey::read_openssh_file(path).map_err(|e| IdentityError::Load {
+    let load = |reason: String| IdentityError::Load {
         what,
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason,
         fix,
-    })?;
+    };
+    let text = Zeroizing::new(
+        crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT)
+            .map_err(|e| load(e.to_string()))?,
+    );
+    let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| load(e.to_string()))?;
     if key.is_encrypted() {
         return Err(IdentityError::Load {
             what,
@@ -61,12 +66,15 @@ pub fn load_private(
 }
 
 pub fn load_public(path: &Path, what: &'static str) -> Result<PublicKey, IdentityError> {
-    PublicKey::read_openssh_file(path).map_err(|e| IdentityError::Load {
+    let load = |reason: String| IdentityError::Load {
         what,
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason,
         fix: "point the config at an OpenSSH public key (.pub), or create a CA with `baton init`",
-    })
+    };
+    let text = crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT)
+        .map_err(|e| load(e.to_string()))?;
+    PublicKey::from_openssh(text.trim()).map_err(|e| load(e.to_string()))
 }
 
 /// What a host certificate says about its host.
@@ -88,6 +96,8 @@ impl HostCertRequest {
         lifetime: Duration,
     ) -> Self {
         let now = SystemTime::now();
+        // The config refuses more; clamped here too, so no caller can make `+` overflow.
+        let lifetime = lifetime.min(super::MAX_CERT_LIFETIME);
         HostCertRequest {
             key_id,
             serial,

@@ -58,11 +58,13 @@ impl TlsCa {
 
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsCa, IdentityError> {
         let read = |path: &Path, what| {
-            std::fs::read_to_string(path).map_err(|e| IdentityError::Load {
-                what,
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-                fix: "point [tls] at the files `baton init` wrote",
+            crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT).map_err(|e| {
+                IdentityError::Load {
+                    what,
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                    fix: "point [tls] at the files `baton init` wrote",
+                }
             })
         };
         let ca = TlsCa {
@@ -129,6 +131,8 @@ fn name(common_name: &str) -> DistinguishedName {
 }
 
 fn set_validity(params: &mut CertificateParams, now: SystemTime, lifetime: Duration) {
+    // The config refuses more; clamped here too, so no caller can make `+` overflow.
+    let lifetime = lifetime.min(super::MAX_CERT_LIFETIME);
     params.not_before = OffsetDateTime::from(now - CLOCK_SKEW);
     params.not_after = OffsetDateTime::from(now + lifetime);
 }

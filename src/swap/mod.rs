@@ -2,5 +2,6 @@
 
 pub mod lock;
 pub mod overview;
+pub mod preflight;
 pub mod saga;
 pub mod steps;

@@ -32,7 +32,9 @@ pub trait Step<S>: Send + Sync {
     fn name(&self) -> &'static str;
     /// Does the step; safe to run again after a crash.
     async fn run(&self, state: &mut S) -> Result<(), StepError>;
-    /// Reverses it; a target already gone is success.
+    /// Reverses it; a target already gone is success. Also runs after the step itself
+    /// failed part-way, or was cut short by a crash, so it must be safe on work that was
+    /// only partly done, or not at all.
     async fn undo(&self, _state: &mut S) -> Result<(), StepError> {
         Ok(())
     }
@@ -190,8 +192,19 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
             )];
             return Ok((Outcome::NeedsAttention { step, problems }, j));
         }
+        // The first step not done may have been cut short by a crash: undone as well.
+        let interrupted = self
+            .steps
+            .iter()
+            .map(|s| s.name())
+            .find(|n| !j.done.iter().any(|d| d == n));
         let outcome = self
-            .unwind(&mut j, "abort", "aborted by the operator".into())
+            .unwind(
+                &mut j,
+                "abort",
+                "aborted by the operator".into(),
+                interrupted,
+            )
             .await?;
         Ok((outcome, j))
     }
@@ -237,7 +250,8 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
                             times,
                         ));
                     }
-                    return Ok((self.unwind(j, step.name(), e.0).await?, times));
+                    let failed = step.name();
+                    return Ok((self.unwind(j, failed, e.0, Some(failed)).await?, times));
                 }
             }
         }
@@ -246,18 +260,21 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
         Ok((Outcome::Done, times))
     }
 
-    /// Undoes every done step, newest first. An undo that fails is recorded and the others
-    /// still run: each leftover is listed for attention.
+    /// Undoes every done step, newest first, and before them `partial`, the step that
+    /// failed or was interrupted part-way (it may have left something: an upload, an
+    /// instance). An undo that fails is recorded and the others still run: each leftover
+    /// is listed for attention.
     async fn unwind(
         &self,
         j: &mut Journal<S>,
         failed: &'static str,
         error: String,
+        partial: Option<&'static str>,
     ) -> Result<Outcome, StoreError> {
         j.problems.push(format!("{failed}: {error}"));
         let mut undo_failures = Vec::new();
         for step in self.steps.iter().rev() {
-            if !j.done.iter().any(|d| d == step.name()) {
+            if !j.done.iter().any(|d| d == step.name()) && partial != Some(step.name()) {
                 continue;
             }
             match step.undo(&mut j.state).await {

@@ -368,14 +368,16 @@ impl Step<SwapState> for Prepare {
         s.binary_sha256 = Some(binary);
 
         let dir = ctx.config.resolve(&ctx.config.bundle.dir);
-        let bundle = tokio::task::spawn_blocking(move || crate::bundle::zip_dir(&dir))
-            .await
-            .map_err(StepError::new)?
-            .map_err(StepError::new)?;
+        let bundle = tokio::task::spawn_blocking(move || {
+            crate::bundle::zip_dir(&dir, &std::env::temp_dir())
+        })
+        .await
+        .map_err(StepError::new)?
+        .map_err(StepError::new)?;
         let store = ctx.store.clone();
         let sha = bundle.sha256.clone();
         ensure_artifact(ctx, s, &sha, |key| async move {
-            store.put(&key, bundle.bytes).await
+            store.put_file(&key, bundle.file.path()).await.map(|_| ())
         })
         .await?;
         s.bundle_sha256 = Some(sha);

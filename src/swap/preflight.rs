@@ -1,0 +1,38 @@
+//! What a swap needs from the operator's machine, checked before anything is uploaded or
+//! created: a swap that would fail half-way on a missing local file fails here instead,
+//! and `baton plan` names the same problems.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::config::Config;
+
+/// Every local problem that would stop a swap, each with its fix; empty when none.
+pub fn local(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let dir = config.resolve(&config.bundle.dir);
+    if let Err(e) = crate::bundle::check_dir(&dir) {
+        problems.push(format!("bundle.dir: {e}"));
+    }
+    if let Some(binary) = &config.swap.agent_binary {
+        let path = config.resolve(binary);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+            Ok(m) if m.is_file() => problems.push(format!(
+                "swap.agent_binary: {} is not executable\n  fix: chmod +x it, or point \
+                 agent_binary at the baton binary built for the server",
+                path.display()
+            )),
+            Ok(_) => problems.push(format!(
+                "swap.agent_binary: {} is not a regular file\n  fix: point agent_binary at \
+                 the baton binary built for the server (Linux x86_64)",
+                path.display()
+            )),
+            Err(e) => problems.push(format!(
+                "swap.agent_binary: {}: {e}\n  fix: build it (cargo build --release) or \
+                 remove agent_binary to send the running binary",
+                path.display()
+            )),
+        }
+    }
+    problems
+}
