@@ -28,6 +28,15 @@ pub struct Active {
     pub host_key: Option<String>,
 }
 
+/// The generation after `active` (1 when there is none), or `None` at the end of the
+/// range: a counter that wrapped would name generation 0 and reuse names and labels.
+pub fn next_generation(active: Option<u64>) -> Option<u64> {
+    match active {
+        None => Some(1),
+        Some(g) => g.checked_add(1),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]

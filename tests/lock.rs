@@ -191,7 +191,7 @@ async fn a_release_is_not_lost_when_a_waiter_takes_the_lock_at_once() {
             host: "bob-laptop".into(),
             pid: 7,
             acquired: 0,
-            expires: u64::MAX,
+            expires: baton::clock::unix_seconds(SystemTime::now()) + 600,
             released: false,
         })),
     });
@@ -229,4 +229,101 @@ async fn a_release_after_the_lease_was_taken_over_says_so() {
     let err = lock.release(&alice.lease).await.unwrap_err();
     assert!(matches!(err, LockError::Lost { ours: 1, now: 3 }), "{err}");
     assert_eq!(lock.current().await.unwrap().unwrap(), bob);
+}
+
+fn file_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path(), "file:///lock").unwrap());
+    (dir, store)
+}
+
+fn lock_on(store: &Arc<dyn ObjectStore>) -> DeployLock {
+    DeployLock::new(
+        store.clone(),
+        Arc::new(baton::clock::SystemClock),
+        Duration::from_secs(120),
+    )
+}
+
+#[tokio::test]
+async fn stray_and_corrupt_lock_objects_do_not_block_the_lock() {
+    let (_dir, store) = file_store();
+    // A note someone left, a huge epoch-like name that is not one, and a corrupt head.
+    store
+        .put("lock/README", b"do not touch".to_vec())
+        .await
+        .unwrap();
+    store.put("lock/zzzz", b"{}".to_vec()).await.unwrap();
+    store
+        .put("lock/000000000007", b"not json".to_vec())
+        .await
+        .unwrap();
+    let lock = lock_on(&store);
+    let taken = lock
+        .acquire(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.lease.epoch, 8,
+        "built on the corrupt head, not on a stray name"
+    );
+    lock.release(&taken.lease).await.unwrap();
+    assert!(lock.current().await.unwrap().unwrap().released);
+    // The strays are left alone: they are not baton's.
+    assert!(store.get("lock/README").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_lease_further_ahead_than_baton_writes_is_not_honoured() {
+    let (_dir, store) = file_store();
+    let now = baton::clock::unix_seconds(SystemTime::now());
+    let planted = Lease {
+        epoch: 3,
+        holder: "mallory".into(),
+        host: "elsewhere".into(),
+        pid: 1,
+        acquired: now,
+        expires: 99_999_999_999, // year 5138
+        released: false,
+    };
+    store
+        .put("lock/000000000003", serde_json::to_vec(&planted).unwrap())
+        .await
+        .unwrap();
+    let lock = lock_on(&store);
+    let taken = lock
+        .acquire(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(taken.lease.epoch, 4);
+    assert_eq!(taken.lease.holder, "alice");
+}
+
+#[tokio::test]
+async fn an_epoch_at_its_maximum_is_a_clear_error_not_a_wrap() {
+    let (_dir, store) = file_store();
+    let max = Lease {
+        epoch: u64::MAX,
+        holder: "x".into(),
+        host: "y".into(),
+        pid: 1,
+        acquired: 0,
+        expires: 0,
+        released: true,
+    };
+    store
+        .put(
+            &format!("lock/{:012}", u64::MAX),
+            serde_json::to_vec(&max).unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = lock_on(&store)
+        .acquire(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::Exhausted { .. }), "{err}");
+    assert!(err.to_string().contains("fix:"), "{err}");
+    assert_eq!(baton::state::next_generation(Some(u64::MAX)), None);
+    assert_eq!(baton::state::next_generation(None), Some(1));
 }

@@ -24,7 +24,8 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let (cloud, store) = super::operator(&config).await?;
     let overview = gather(&config, &cloud, store).await?;
-    let generation = overview.active_generation().map_or(1, |g| g + 1);
+    let generation = crate::state::next_generation(overview.active_generation())
+        .ok_or_else(super::swap::generations_exhausted)?;
     let name = config.instance_name(generation);
     let spec = config.instance_spec(generation);
     // Names that do not resolve are bad input: nothing would be created.

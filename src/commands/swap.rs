@@ -253,7 +253,8 @@ async fn initial_state(
         .await
         .map_err(crate::swap::overview::OverviewError::from)?
         .and_then(|s| s.active);
-    let generation = old.as_ref().map_or(1, |a| a.generation + 1);
+    let generation = crate::state::next_generation(old.as_ref().map(|a| a.generation))
+        .ok_or_else(generations_exhausted)?;
     let mut state = SwapState {
         site: config.site.name.clone(),
         generation,
@@ -278,6 +279,18 @@ async fn initial_state(
         ));
     }
     Ok(state)
+}
+
+/// state.json names the last generation a u64 holds: nothing baton wrote.
+pub(super) fn generations_exhausted() -> Error {
+    Error::bad_input(
+        format!(
+            "{} names generation {}, after which there is none",
+            crate::state::KEY,
+            u64::MAX
+        ),
+        "state.json was not written by baton: restore it from a good copy",
+    )
 }
 
 /// Journals of swaps that neither finished nor were undone, oldest first. One that failed

@@ -16,6 +16,11 @@ use crate::store::{Created, ObjectStore, StoreError};
 
 pub const PREFIX: &str = "lock/";
 
+/// No lease baton writes runs further ahead than this (its longest TTL is 10 minutes; the
+/// rest is room for clocks that disagree): one that does was not written by baton, and
+/// honouring it (one that expired in year 5138 was) would block every swap for good.
+pub const MAX_LEASE_AHEAD: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Lease {
     pub epoch: u64,
@@ -49,6 +54,11 @@ pub enum LockError {
     Lost { ours: u64, now: u64 },
     #[error("lock object {key} is not valid: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "the deploy lock's epoch is at its maximum ({key})\n  fix: nothing baton wrote: delete \
+         the objects under lock/ while no swap runs"
+    )]
+    Exhausted { key: String },
 }
 
 /// Who is asking: shown to whoever finds the lock taken.
@@ -121,6 +131,22 @@ fn key(epoch: u64) -> String {
     format!("{PREFIX}{epoch:012}")
 }
 
+/// The epoch a lock object's key names; `None` for anything else under the prefix (a
+/// stray object must not be taken for the head, nor break the lock).
+fn epoch_of(key: &str) -> Option<u64> {
+    let digits = key.strip_prefix(PREFIX)?;
+    if digits.len() < 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn next(epoch: u64) -> Result<u64, LockError> {
+    epoch
+        .checked_add(1)
+        .ok_or_else(|| LockError::Exhausted { key: key(epoch) })
+}
+
 fn rfc3339(unix: u64) -> String {
     chrono::DateTime::from_timestamp(unix as i64, 0)
         .map_or_else(|| unix.to_string(), |t| t.to_rfc3339())
@@ -136,20 +162,37 @@ impl DeployLock {
         }
     }
 
-    /// The current lease (the highest epoch), if any.
+    /// The current lease (the highest epoch), if any. A head that is not a lease baton
+    /// could have written (it does not parse, names another epoch, or runs further ahead
+    /// than [`MAX_LEASE_AHEAD`]) holds nothing: it reads as released at its epoch, so the
+    /// next transition builds on it and the lock is never stuck.
     pub async fn current(&self) -> Result<Option<Lease>, LockError> {
-        let Some(last) = self.highest().await? else {
+        let Some(epoch) = self.highest().await? else {
             return Ok(None);
         };
-        let Some(bytes) = self.store.get(&last).await? else {
+        let Some(bytes) = self.store.get(&key(epoch)).await? else {
             return Ok(None); // deleted between list and get: treat as free; create_new decides
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| LockError::Corrupt {
-                key: last,
-                reason: e.to_string(),
-            })
+        let now = unix_seconds(self.clock.now());
+        let lease = match serde_json::from_slice::<Lease>(&bytes) {
+            Ok(l) if l.epoch == epoch && l.expires <= now + MAX_LEASE_AHEAD.as_secs() => l,
+            Ok(_) => Self::void(epoch, "a lease no baton writes"),
+            Err(_) => Self::void(epoch, "an object that is no lease"),
+        };
+        Ok(Some(lease))
+    }
+
+    fn void(epoch: u64, what: &str) -> Lease {
+        tracing::warn!("lock object {} is {what}: ignored", key(epoch));
+        Lease {
+            epoch,
+            holder: format!("(ignored: {what})"),
+            host: String::new(),
+            pid: 0,
+            acquired: 0,
+            expires: 0,
+            released: true,
+        }
     }
 
     fn lease(&self, epoch: u64, holder: &Holder, acquired: u64, released: bool) -> Lease {
@@ -176,26 +219,30 @@ impl DeployLock {
     /// Whether `epoch` is the highest: a slow contender can re-create an epoch that a
     /// winner already cleaned up, below the real head. Its object is then removed again.
     async fn confirm(&self, epoch: u64) -> Result<bool, LockError> {
-        if self.highest().await?.as_deref() == Some(key(epoch).as_str()) {
+        if self.highest().await? == Some(epoch) {
             return Ok(true);
         }
         let _ = self.store.delete(&key(epoch)).await;
         Ok(false)
     }
 
-    async fn highest(&self) -> Result<Option<String>, LockError> {
+    /// The highest epoch, compared as a number.
+    async fn highest(&self) -> Result<Option<u64>, LockError> {
         Ok(self
             .store
             .list(PREFIX)
             .await?
             .into_iter()
-            .map(|o| o.key)
+            .filter_map(|o| epoch_of(&o.key))
             .max())
     }
 
     async fn clean_below(&self, epoch: u64) {
         if let Ok(list) = self.store.list(PREFIX).await {
-            for o in list.into_iter().filter(|o| o.key < key(epoch)) {
+            for o in list
+                .into_iter()
+                .filter(|o| epoch_of(&o.key).is_some_and(|e| e < epoch))
+            {
                 let _ = self.store.delete(&o.key).await; // stale epochs: harmless if left
             }
         }
@@ -209,9 +256,9 @@ impl DeployLock {
             let now = unix_seconds(self.clock.now());
             let (epoch, took_over) = match &current {
                 None => (1, None),
-                Some(l) if l.released => (l.epoch + 1, None),
+                Some(l) if l.released => (next(l.epoch)?, None),
                 Some(l) if l.expires <= now || dead_here(l, holder) => {
-                    (l.epoch + 1, Some(l.clone()))
+                    (next(l.epoch)?, Some(l.clone()))
                 }
                 Some(l) => {
                     if started.elapsed() + self.poll > wait {
@@ -238,10 +285,15 @@ impl DeployLock {
 
     /// Extends the lease; fails if someone else's epoch came after ours.
     pub async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
-        let next = self.lease(lease.epoch + 1, &Holder::of(lease), lease.acquired, false);
-        if self.create(&next).await? == Created::Created && self.confirm(next.epoch).await? {
-            self.clean_below(next.epoch).await;
-            return Ok(next);
+        let renewed = self.lease(
+            next(lease.epoch)?,
+            &Holder::of(lease),
+            lease.acquired,
+            false,
+        );
+        if self.create(&renewed).await? == Created::Created && self.confirm(renewed.epoch).await? {
+            self.clean_below(renewed.epoch).await;
+            return Ok(renewed);
         }
         Err(self.lost(lease).await?)
     }
@@ -258,11 +310,11 @@ impl DeployLock {
                 now: head,
             });
         }
-        let released = self.lease(lease.epoch + 1, &Holder::of(lease), lease.acquired, true);
+        let released = self.lease(next(lease.epoch)?, &Holder::of(lease), lease.acquired, true);
         if self.create(&released).await? != Created::Created {
             return Err(self.lost(lease).await?);
         }
-        if self.highest().await?.as_deref() == Some(key(released.epoch).as_str()) {
+        if self.highest().await? == Some(released.epoch) {
             self.clean_below(released.epoch).await;
         }
         Ok(())
@@ -270,7 +322,10 @@ impl DeployLock {
 
     /// The error for a transition of `ours` that someone else's epoch beat, naming theirs.
     async fn lost(&self, ours: &Lease) -> Result<LockError, LockError> {
-        let now = self.current().await?.map_or(ours.epoch + 1, |l| l.epoch);
+        let now = self
+            .current()
+            .await?
+            .map_or(ours.epoch.saturating_add(1), |l| l.epoch);
         Ok(LockError::Lost {
             ours: ours.epoch,
             now,
