@@ -533,7 +533,18 @@ impl Config {
             "add your public key, e.g. the contents of ~/.ssh/id_ed25519.pub",
         );
         for (i, key) in c.ssh.authorized_keys.iter().enumerate() {
-            if let Err(e) = ssh_key::PublicKey::from_openssh(key) {
+            // One entry is one line of authorized_keys: a newline would smuggle in a
+            // second key (or options) that the parser below never looked at.
+            if key.chars().any(char::is_control) {
+                v.problem(
+                    "ssh.authorized_keys",
+                    format!(
+                        "entry {} holds a line break or another control character",
+                        i + 1
+                    ),
+                    "give each key as its own entry, one line each",
+                );
+            } else if let Err(e) = ssh_key::PublicKey::from_openssh(key) {
                 v.problem(
                     "ssh.authorized_keys",
                     format!("entry {} is not an OpenSSH public key ({e})", i + 1),

@@ -10,7 +10,7 @@
 //! its next interval.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,12 +113,7 @@ impl Manifest {
 
 /// Only `a/b/c` with normal components: nothing absolute, no `.` or `..`, nothing empty.
 fn is_safe_relative(path: &str) -> bool {
-    !path.is_empty()
-        && !path.contains('\\')
-        && path.split('/').all(|c| !c.is_empty())
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
+    crate::fsutil::is_plain_relative(path)
 }
 
 /// What `baton publish` changed (or, with `--dry-run`, would change).
@@ -464,6 +459,8 @@ mod tests {
             "a//b",
             "./a",
             "a\\b",
+            "two\nlines.html",
+            "tab\there",
         ] {
             assert!(!is_safe_relative(bad), "{bad:?} accepted");
         }

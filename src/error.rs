@@ -7,6 +7,8 @@ use crate::config::ConfigError;
 use crate::fsutil::FileError;
 use crate::identity::IdentityError;
 use crate::store::StoreError;
+use crate::swap::lock::LockError;
+use crate::swap::overview::OverviewError;
 
 /// Exit code for bad input: nothing was touched (clap uses 2 for usage errors too).
 pub const EXIT_BAD_INPUT: i32 = 2;
@@ -30,13 +32,13 @@ pub enum Error {
     #[error(transparent)]
     Cloud(#[from] CloudError),
     #[error(transparent)]
-    Overview(#[from] crate::swap::overview::OverviewError),
+    Overview(#[from] OverviewError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
     #[error(transparent)]
     Content(#[from] crate::content::ContentError),
     #[error(transparent)]
-    Lock(#[from] crate::swap::lock::LockError),
+    Lock(#[from] LockError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]
     Failed(String),
@@ -69,15 +71,19 @@ impl Error {
             Error::UserData(UserDataError::TooLarge { .. }) => EXIT_BAD_INPUT,
             Error::Identity(IdentityError::Load { .. }) => EXIT_BAD_INPUT,
             Error::Backup(BackupError::TargetNotEmpty { .. }) => EXIT_BAD_INPUT,
-            Error::Store(StoreError::BadUrl { .. } | StoreError::MissingCredentials { .. }) => {
+            // The same cloud or store error means the same thing from every command,
+            // however deep it was wrapped (status and swap once disagreed on a 403).
+            Error::Store(e)
+            | Error::Overview(OverviewError::Store(e))
+            | Error::Lock(LockError::Store(e))
+            | Error::Backup(BackupError::Store(e))
+                if e.is_bad_input() =>
+            {
                 EXIT_BAD_INPUT
             }
-            // Nothing was created: credentials or names to fix first.
-            Error::Cloud(
-                CloudError::MissingCredentials { .. }
-                | CloudError::NotFound { .. }
-                | CloudError::Forbidden { .. },
-            ) => EXIT_BAD_INPUT,
+            Error::Cloud(e) | Error::Overview(OverviewError::Cloud(e)) if e.is_bad_input() => {
+                EXIT_BAD_INPUT
+            }
             _ => EXIT_FAILED,
         }
     }

@@ -172,6 +172,16 @@ mod tests {
     }
 }
 
+/// `a/b/c`: `/`-separated, relative, no empty, `.` or `..` segment, no backslash and no
+/// control character (a newline in a name would garble every report that lists it). The
+/// one rule for names that come from a tree or a store and become paths.
+pub fn is_plain_relative(p: &str) -> bool {
+    !p.is_empty()
+        && !p.contains('\\')
+        && !p.chars().any(char::is_control)
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
 /// Why a tree of files cannot be read as regular files only.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {

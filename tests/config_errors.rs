@@ -378,3 +378,18 @@ fn values_a_swap_could_never_use_are_refused_not_promised() {
         .unwrap();
     }
 }
+
+#[test]
+fn an_authorized_key_with_a_line_break_is_refused() {
+    let p = Project::init(&[]);
+    let evil = "\\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil mallory";
+    let err = refused(&p, |t| {
+        let start = t.find("authorized_keys = [\"").unwrap() + "authorized_keys = [\"".len();
+        let end = start + t[start..].find('"').unwrap();
+        format!("{}{evil}{}", &t[..end], &t[end..])
+    });
+    assert_has(
+        &err,
+        &["field `ssh.authorized_keys`", "entry 1", "line break"],
+    );
+}

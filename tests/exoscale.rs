@@ -439,6 +439,28 @@ async fn wrong_credentials_say_what_to_check_and_never_show_the_secret() {
     let err = late.list_elastic_ips().await.unwrap_err().to_string();
     assert!(err.contains("expired") && err.contains("clock"), "{err}");
 
+    // A clock far ahead signs for years: refused too (a replayable credential), and
+    // exosim's controls are never served on a non-loopback address by default.
+    struct Ahead;
+    impl baton::clock::Clock for Ahead {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600)
+        }
+    }
+    let early = sim.client().with_clock(std::sync::Arc::new(Ahead));
+    let err = early.list_elastic_ips().await.unwrap_err().to_string();
+    assert!(err.contains("too far ahead"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_exosim"))
+        .args(["--listen", "0.0.0.0:0", "--key", KEY, "--secret", SECRET])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-remote"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Missing variables are named.
     let missing = temp_env_missing();
     assert!(missing.contains("EXOSCALE_API_KEY"), "{missing}");

@@ -225,6 +225,40 @@ async fn plan_and_swap_name_a_missing_bundle_or_agent_binary_before_acting() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn one_situation_one_exit_code_from_every_command() {
+    let site = Site::new();
+    site.put_json("site/manifest.json", json!({})).await;
+    // A 403: exit 2 from status, plan and swap alike, and the key id is not echoed.
+    for cmd in ["status", "plan", "swap"] {
+        let out = Command::new(BATON)
+            .args([cmd])
+            .current_dir(site.project.path())
+            .env("EXOSCALE_API_KEY", KEY)
+            .env("EXOSCALE_API_SECRET", "not-the-secret")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("HTTP 403"), "{cmd}: {err}");
+        assert!(!err.contains(KEY), "{cmd} echoed the API key id: {err}");
+    }
+    // The deploy lock held by a live swap elsewhere: exit 1 from swap and gc alike.
+    let now = baton::clock::unix_seconds(std::time::SystemTime::now());
+    // Above the epochs the refused runs above left behind.
+    site.put_json(
+        "lock/000000000099",
+        json!({"epoch": 99, "holder": "alice", "host": "elsewhere", "pid": 1,
+               "acquired": now, "expires": now + 600, "released": false}),
+    )
+    .await;
+    for cmd in ["swap", "gc"] {
+        let out = site.baton(&[cmd]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}", stderr(&out));
+        assert!(stderr(&out).contains("alice"), "{cmd}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn status_without_cloud_credentials_names_them() {
     let site = Site::new();
     let out = Command::new(BATON)

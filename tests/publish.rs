@@ -145,6 +145,18 @@ fn publish_refuses_an_empty_or_linked_site_and_touches_nothing() {
     );
     assert!(stderr(&linked).contains("fix:"));
 
+    // A newline in a name would garble the report: refused, and named escaped.
+    std::fs::remove_file(site.join("passwd")).unwrap();
+    std::fs::write(site.join("two\nlines.html"), "x").unwrap();
+    let garbled = publish(&project, &[]);
+    assert_eq!(garbled.status.code(), Some(2), "{}", stderr(&garbled));
+    assert!(
+        stderr(&garbled).contains("two\\nlines.html"),
+        "{}",
+        stderr(&garbled)
+    );
+    assert_eq!(objects_on_server(&s3), stored);
+
     std::fs::remove_dir_all(&site).unwrap();
     std::fs::create_dir(&site).unwrap();
     let empty = publish(&project, &[]);

@@ -338,3 +338,28 @@ async fn a_crash_after_any_step_can_be_resumed_or_aborted() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_journal_is_never_overwritten_by_a_new_saga_with_its_id() {
+    let rig = Rig::new();
+    rig.faults.lock().unwrap().run = Some("attach");
+    let (first, journal, _) = rig
+        .saga(NAMES.len(), false)
+        .start("same", State::default())
+        .await
+        .unwrap();
+    assert!(matches!(first, Outcome::Undone { .. }));
+    let err = rig
+        .saga(NAMES.len(), false)
+        .start("same", State::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    let kept = rig
+        .saga(NAMES.len(), false)
+        .load("same")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, journal, "the first swap's record is kept as it was");
+}

@@ -150,13 +150,48 @@ fn fails_cleanly(r: &Rehearsal, old: &str, step: &str, why: &str) -> Value {
 #[test]
 fn fault_in_prepare() {
     let (r, old) = deployed();
+    // A changed bundle must be uploaded; a directory where its object goes makes the
+    // store refuse it, a real failure inside the step (a missing local file is refused
+    // before the swap starts, by the preflight).
+    let stack = r.config().parent().unwrap().join("stack");
+    std::fs::write(stack.join("changed.txt"), "a new release").unwrap();
+    let out = ok(r.baton(&[
+        "bundle",
+        "--out",
+        &r.dir.path().join("b.zip").display().to_string(),
+    ]));
+    let sha = out.trim();
+    std::fs::create_dir_all(r.store().join("artifacts").join(sha).join("in-the-way")).unwrap();
+    let summary = fails_cleanly(&r, &old, "prepare", sha);
+    assert_eq!(summary["outcome"], "undone");
+}
+
+#[test]
+fn a_missing_agent_binary_is_refused_before_the_swap_starts() {
+    let (r, _old) = deployed();
     r.edit(|t| {
         t.replace(
             "agent_binary = \"agent-binary\"",
             "agent_binary = \"missing\"",
         )
     });
-    fails_cleanly(&r, &old, "prepare", "missing");
+    let journals_before = std::fs::read_dir(r.store().join("journal"))
+        .unwrap()
+        .count();
+    let (out, _) = r.swap(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("swap.agent_binary"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(r.store().join("journal"))
+            .unwrap()
+            .count(),
+        journals_before,
+        "a refused swap leaves no journal"
+    );
 }
 
 #[test]

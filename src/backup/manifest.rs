@@ -110,7 +110,7 @@ impl Manifest {
                 return Err(format!("block {} lists a file twice", b.ulid));
             }
             for f in &b.files {
-                if !is_plain_relative(&f.path) {
+                if !crate::fsutil::is_plain_relative(&f.path) {
                     return Err(format!(
                         "block {} lists file {:?}, which is not a plain relative path",
                         b.ulid, f.path
@@ -130,15 +130,6 @@ impl Manifest {
         }
         Ok(())
     }
-}
-
-/// `a/b/c`: `/`-separated, no empty, `.` or `..` segment, nothing a filesystem treats
-/// specially.
-pub fn is_plain_relative(p: &str) -> bool {
-    !p.is_empty()
-        && !p.contains('\\')
-        && !p.contains('\0')
-        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
 }
 
 /// `/srv/acme`: absolute, and no `..` anywhere (a host path baton may write).

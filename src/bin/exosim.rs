@@ -15,8 +15,14 @@ use clap::Parser;
 )]
 struct Args {
     /// Address to listen on; port 0 picks a free one (the first line of output names it).
+    /// Loopback only unless --allow-remote: the controls under /_sim/ (state, faults)
+    /// take no signature, as a simulator's own controls, so anyone who reaches them can
+    /// read and change the world.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Listen on a non-loopback address, with /_sim/ open to whoever reaches it.
+    #[arg(long)]
+    allow_remote: bool,
     #[arg(long, default_value = "ch-gva-2")]
     zone: String,
     /// Keep the world in this file across restarts.
@@ -100,6 +106,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() && !args.allow_remote {
+        return Err(format!(
+            "{local} is not a loopback address, and /_sim/ takes no signature\n  fix: \
+             listen on 127.0.0.1, or pass --allow-remote if the network is yours alone"
+        )
+        .into());
+    }
     println!("exosim: listening on http://{}/v2", listener.local_addr()?);
     let shutdown = async {
         let mut term =

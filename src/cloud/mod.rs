@@ -118,6 +118,12 @@ pub(crate) fn names(items: impl Iterator<Item = String>) -> String {
     }
 }
 
+/// The last four characters of an API key id, for messages.
+pub fn key_tail(key: &str) -> String {
+    let n = key.chars().count();
+    key.chars().skip(n.saturating_sub(4)).collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
     #[error(
@@ -127,11 +133,12 @@ pub enum CloudError {
     MissingCredentials { var: &'static str },
     #[error(
         "the cloud refused the request {request} (HTTP 403: {message})\n  fix: check the API key \
-         in EXOSCALE_API_KEY ({key}), its secret in EXOSCALE_API_SECRET, the key's rights, and \
+         in EXOSCALE_API_KEY (the one ending in {key}), its secret in EXOSCALE_API_SECRET, the key's rights, and \
          this machine's clock (signatures carry an expiry)"
     )]
     Forbidden {
         request: String,
+        /// The key id's last four characters: enough to tell which key, nothing more.
         key: String,
         message: String,
     },
@@ -170,4 +177,17 @@ pub enum CloudError {
     Decode { request: String, reason: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl CloudError {
+    /// Credentials, rights or names to fix before anything can be created: exit 2
+    /// wherever it surfaces.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            CloudError::MissingCredentials { .. }
+                | CloudError::NotFound { .. }
+                | CloudError::Forbidden { .. }
+        )
+    }
 }

@@ -35,9 +35,10 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         None
     } else {
         Some(
+            // Busy is exit 1 here as in `baton swap`: nothing was touched, and nothing in
+            // the input is wrong; run again later.
             lock.acquire(&Holder::this_process(), Duration::ZERO)
-                .await
-                .map_err(|e| Error::bad_input(e.to_string(), "run gc when no swap is running"))?,
+                .await?,
         )
     };
     let result = async {

@@ -232,10 +232,14 @@ async fn drive(
             None => " is the first deploy".to_string(),
         }
     );
+    // Milliseconds and a random tail: two swaps of one generation in the same second
+    // (one undone, one retried) must not share a journal. start() refuses to overwrite
+    // one anyway.
     let id = format!(
-        "{}-{}",
+        "{}-{}-{:04x}",
         state.generation,
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        fastrand::u16(..)
     );
     let (o, j, t) = saga.start(&id, state).await?;
     Ok((o, j, t, started))

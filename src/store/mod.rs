@@ -62,6 +62,16 @@ pub enum StoreError {
     NoConditionalWrites { store: String },
 }
 
+impl StoreError {
+    /// A URL or credentials to fix first: exit 2 wherever it surfaces.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::BadUrl { .. } | StoreError::MissingCredentials { .. }
+        )
+    }
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// Writes `bytes` at `key`, replacing what is there.

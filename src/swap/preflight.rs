@@ -2,8 +2,6 @@
 //! created: a swap that would fail half-way on a missing local file fails here instead,
 //! and `baton plan` names the same problems.
 
-use std::os::unix::fs::PermissionsExt;
-
 use crate::config::Config;
 
 /// Every local problem that would stop a swap, each with its fix; empty when none.
@@ -16,12 +14,8 @@ pub fn local(config: &Config) -> Vec<String> {
     if let Some(binary) = &config.swap.agent_binary {
         let path = config.resolve(binary);
         match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
-            Ok(m) if m.is_file() => problems.push(format!(
-                "swap.agent_binary: {} is not executable\n  fix: chmod +x it, or point \
-                 agent_binary at the baton binary built for the server",
-                path.display()
-            )),
+            // Uploaded, then made executable on the server: its mode here does not matter.
+            Ok(m) if m.is_file() => {}
             Ok(_) => problems.push(format!(
                 "swap.agent_binary: {} is not a regular file\n  fix: point agent_binary at \
                  the baton binary built for the server (Linux x86_64)",

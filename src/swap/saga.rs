@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{Created, ObjectStore, StoreError};
 
 pub const JOURNALS: &str = "journal/";
 
@@ -131,14 +131,19 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
         format!("{JOURNALS}{id}.json")
     }
 
-    async fn save(&self, j: &Journal<S>) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(j).map_err(|e| StoreError::Io {
+    fn encode(&self, j: &Journal<S>) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec_pretty(j).map_err(|e| StoreError::Io {
             op: "encode",
             key: Self::journal_key(&j.id),
             store: self.store.describe(),
             reason: e.to_string(),
-        })?;
-        self.store.put(&Self::journal_key(&j.id), bytes).await
+        })
+    }
+
+    async fn save(&self, j: &Journal<S>) -> Result<(), StoreError> {
+        self.store
+            .put(&Self::journal_key(&j.id), self.encode(j)?)
+            .await
     }
 
     pub async fn load(&self, id: &str) -> Result<Option<Journal<S>>, StoreError> {
@@ -169,7 +174,16 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
             state,
             problems: Vec::new(),
         };
-        self.save(&j).await?;
+        // Create-only: an existing journal is another saga's record, never ours to replace.
+        let key = Self::journal_key(id);
+        if self.store.create_new(&key, self.encode(&j)?).await? == Created::AlreadyExists {
+            return Err(StoreError::Io {
+                op: "create",
+                key,
+                store: self.store.describe(),
+                reason: "a journal with this id already exists: refusing to overwrite it".into(),
+            });
+        }
         let (outcome, times) = self.forward(&mut j).await?;
         Ok((outcome, j, times))
     }

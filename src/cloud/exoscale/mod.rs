@@ -243,7 +243,7 @@ impl ExoscaleClient {
         let error = if status == StatusCode::FORBIDDEN {
             CloudError::Forbidden {
                 request,
-                key: self.credentials.key.clone(),
+                key: crate::cloud::key_tail(&self.credentials.key),
                 message,
             }
         } else {
