@@ -447,16 +447,26 @@ fn catch_up_refuses_bad_block_names_without_looking_outside() {
 // The property: for any manifest and archives built from hostile pieces, nothing outside
 // the targets changes and no link in them leads out. PROPTEST_CASES raises the count.
 
+/// One of `choices`, each as often as its weight says.
+fn weighted(choices: &[(u32, &'static str)]) -> impl Strategy<Value = String> + use<> {
+    proptest::strategy::Union::new_weighted(
+        choices
+            .iter()
+            .map(|(w, s)| (*w, Just(s.to_string())))
+            .collect(),
+    )
+}
+
 fn component() -> impl Strategy<Value = String> {
-    prop_oneof![
-        4 => Just("d".to_string()),
-        2 => Just("s".to_string()),
-        2 => Just("e".to_string()),
-        3 => Just("..".to_string()),
-        1 => Just(".".to_string()),
-        1 => Just("other".to_string()),
-        1 => Just("canary".to_string()),
-    ]
+    weighted(&[
+        (4, "d"),
+        (2, "s"),
+        (2, "e"),
+        (3, ".."),
+        (1, "."),
+        (1, "other"),
+        (1, "canary"),
+    ])
 }
 
 fn rel_path() -> impl Strategy<Value = String> {
@@ -477,24 +487,22 @@ fn entry() -> impl Strategy<Value = Entry> {
 }
 
 fn archive_path() -> impl Strategy<Value = String> {
-    prop_oneof![
-        4 => Just("/srv/acme".to_string()),
-        1 => Just("/srv/acme/.".to_string()),
-        1 => Just("/srv/acme/../other".to_string()),
-        1 => Just("/../../srv/other".to_string()),
-        1 => Just("/etc/cron.d".to_string()),
-        1 => Just("srv/acme".to_string()),
-        1 => Just("/srv/prometheus".to_string()),
-    ]
+    weighted(&[
+        (4, "/srv/acme"),
+        (1, "/srv/acme/."),
+        (1, "/srv/acme/../other"),
+        (1, "/../../srv/other"),
+        (1, "/etc/cron.d"),
+        (1, "srv/acme"),
+        (1, "/srv/prometheus"),
+    ])
 }
 
 fn block_name() -> impl Strategy<Value = String> {
+    let inside_one = format!("{ULID}/..");
     prop_oneof![
-        3 => Just(ULID.to_string()),
-        1 => Just(ULID2.to_string()),
-        1 => Just("..".to_string()),
-        1 => Just("../../etc".to_string()),
-        1 => Just(format!("{ULID}/..")),
+        6 => weighted(&[(3, ULID), (1, ULID2), (1, ".."), (1, "../../etc")]),
+        1 => Just(inside_one),
     ]
 }
 

@@ -119,51 +119,14 @@ mod tests {
     fn verify_accepts_the_signature_and_nothing_else() {
         let q = ("a".to_string(), "1".to_string());
         let sig = super::signature("s3cret", "GET", "/v2/zone", &[&q], b"", 100);
-        assert!(super::verify(
-            "s3cret",
-            "GET",
-            "/v2/zone",
-            &[&q],
-            b"",
-            100,
-            &sig
-        ));
-        assert!(!super::verify(
-            "s3cret",
-            "GET",
-            "/v2/zone",
-            &[&q],
-            b"",
-            101,
-            &sig
-        ));
-        assert!(!super::verify(
-            "other",
-            "GET",
-            "/v2/zone",
-            &[&q],
-            b"",
-            100,
-            &sig
-        ));
-        assert!(!super::verify(
-            "s3cret",
-            "GET",
-            "/v2/zone",
-            &[&q],
-            b"",
-            100,
-            "not base64!"
-        ));
-        assert!(!super::verify(
-            "s3cret",
-            "GET",
-            "/v2/zone",
-            &[&q],
-            b"",
-            100,
-            ""
-        ));
+        let check = |secret: &str, expires, signature: &str| {
+            super::verify(secret, "GET", "/v2/zone", &[&q], b"", expires, signature)
+        };
+        assert!(check("s3cret", 100, &sig));
+        assert!(!check("s3cret", 101, &sig));
+        assert!(!check("other", 100, &sig));
+        assert!(!check("s3cret", 100, "not base64!"));
+        assert!(!check("s3cret", 100, ""));
     }
 
     use super::*;
