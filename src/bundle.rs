@@ -16,10 +16,11 @@ pub enum BundleError {
     )]
     Unreadable { dir: PathBuf, reason: String },
     #[error(
-        "{path} is a {kind}, which a bundle cannot carry\n  fix: replace it with a regular file \
-         (the bundle holds regular files and directories only)"
+        "{}, which a bundle cannot carry\n  fix: replace each with a regular file \
+         (the bundle holds regular files and directories only)",
+        crate::fsutil::listed(.found)
     )]
-    Unsupported { path: PathBuf, kind: &'static str },
+    Unsupported { found: Vec<(PathBuf, &'static str)> },
     #[error("the bundle directory {dir} holds no files\n  fix: put the compose file in it")]
     Empty { dir: PathBuf },
     #[error("cannot write the bundle: {0}")]
@@ -50,9 +51,7 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BundleError> {
             dir: dir.to_path_buf(),
             reason,
         },
-        crate::fsutil::TreeError::Unsupported { path, kind } => {
-            BundleError::Unsupported { path, kind }
-        }
+        crate::fsutil::TreeError::Unsupported { found } => BundleError::Unsupported { found },
     })
 }
 

@@ -128,6 +128,9 @@ pub struct PublishReport {
     pub uploaded_objects: usize,
     pub uploaded_bytes: u64,
     pub deleted_objects: usize,
+    /// Where `content.dir` leads when it is itself a link (`site -> _site`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follows_link: Option<String>,
 }
 
 impl PublishReport {
@@ -197,6 +200,9 @@ pub async fn publish(
     let mut report = PublishReport {
         dry_run,
         release: new.id(),
+        follows_link: std::fs::read_link(dir)
+            .ok()
+            .map(|t| t.display().to_string()),
         ..Default::default()
     };
     for (path, entry) in &new.files {

@@ -187,19 +187,32 @@ pub fn is_plain_relative(p: &str) -> bool {
 pub enum TreeError {
     #[error("{dir} cannot be read: {reason}")]
     Unreadable { dir: PathBuf, reason: String },
-    #[error("{path} is a {kind}; only regular files and directories are taken")]
-    Unsupported { path: PathBuf, kind: &'static str },
+    /// Every entry that is neither a regular file nor a directory, each with its kind.
+    #[error("{}; only regular files and directories are taken", listed(.found))]
+    Unsupported { found: Vec<(PathBuf, &'static str)> },
+}
+
+/// `a is a symbolic link, b is a special file`: paths escaped, so a name with a newline
+/// cannot garble the message.
+pub fn listed(found: &[(PathBuf, &'static str)]) -> String {
+    found
+        .iter()
+        .map(|(p, kind)| format!("{:?} is a {kind}", p.display().to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Regular files under `dir`, as sorted '/'-separated relative names with their paths.
-/// Symbolic links and special files are refused rather than followed: what is shipped is
-/// exactly what is in the tree.
+/// `dir` itself may be a link (followed: `site -> _site` is how generators are wired);
+/// links and special files inside it are refused rather than followed, every one named:
+/// what is shipped is exactly what is in the tree.
 pub fn regular_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, TreeError> {
     let unreadable = |reason: String| TreeError::Unreadable {
         dir: dir.to_path_buf(),
         reason,
     };
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
         for entry in fs::read_dir(&d).map_err(|e| unreadable(format!("{}: {e}", d.display())))? {
@@ -219,17 +232,16 @@ pub fn regular_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, TreeError> {
                     .collect::<Vec<_>>()
                     .join("/");
                 out.push((rel, path));
+            } else if kind.is_symlink() {
+                refused.push((path, "symbolic link"));
             } else {
-                return Err(TreeError::Unsupported {
-                    path,
-                    kind: if kind.is_symlink() {
-                        "symbolic link"
-                    } else {
-                        "special file"
-                    },
-                });
+                refused.push((path, "special file"));
             }
         }
+    }
+    if !refused.is_empty() {
+        refused.sort();
+        return Err(TreeError::Unsupported { found: refused });
     }
     out.sort();
     Ok(out)

@@ -128,6 +128,28 @@ fn publish_uploads_only_what_changed_then_deletes_what_was_removed() {
 }
 
 #[test]
+fn a_content_dir_that_is_a_link_is_followed_and_said_so() {
+    let s3 = S3Server::start();
+    let project = s3_project(&s3);
+    // How static site generators are wired: site -> _site.
+    let site = project.path().join("site");
+    std::fs::rename(&site, project.path().join("_site")).unwrap();
+    std::os::unix::fs::symlink("_site", &site).unwrap();
+    let dry = publish(&project, &["--dry-run"]);
+    let text = ok(dry);
+    assert!(
+        text.contains("content.dir is a link to _site") && text.contains("+ index.html"),
+        "{text}"
+    );
+    let published = report(publish(&project, &["--json"]));
+    assert_eq!(published["follows_link"], "_site");
+    assert!(
+        published["uploaded_objects"].as_u64().unwrap() > 0,
+        "{published}"
+    );
+}
+
+#[test]
 fn publish_refuses_an_empty_or_linked_site_and_touches_nothing() {
     let s3 = S3Server::start();
     let project = s3_project(&s3);
@@ -136,14 +158,15 @@ fn publish_refuses_an_empty_or_linked_site_and_touches_nothing() {
     let stored = objects_on_server(&s3);
 
     std::os::unix::fs::symlink("/etc/passwd", site.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("/etc", site.join("etc")).unwrap();
     let linked = publish(&project, &[]);
     assert_eq!(linked.status.code(), Some(2), "{}", stderr(&linked));
-    assert!(
-        stderr(&linked).contains("symbolic link"),
-        "{}",
-        stderr(&linked)
-    );
+    // Every link inside is named, not only the first.
+    for name in ["passwd\" is a symbolic link", "etc\" is a symbolic link"] {
+        assert!(stderr(&linked).contains(name), "{}", stderr(&linked));
+    }
     assert!(stderr(&linked).contains("fix:"));
+    std::fs::remove_file(site.join("etc")).unwrap();
 
     // A newline in a name would garble the report: refused, and named escaped.
     std::fs::remove_file(site.join("passwd")).unwrap();

@@ -576,3 +576,21 @@ proptest! {
         assert_contained(&s, &before);
     }
 }
+
+#[test]
+fn with_no_backup_at_all_data_in_a_target_is_no_reason_to_refuse() {
+    // A first deploy: nothing in the store, the host's Prometheus already wrote data.
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.root.join(DATA).join("wal")).unwrap();
+    std::fs::write(s.root.join(DATA).join("wal/00000000"), b"samples").unwrap();
+    let report = s.restore().unwrap();
+    assert!(report.note.contains("nothing to restore"), "{report:?}");
+    assert_eq!(
+        std::fs::read(s.root.join(DATA).join("wal/00000000")).unwrap(),
+        b"samples"
+    );
+    // Once a backup exists, a restore would replace that data: refused.
+    s.put_manifest(1, &good(&s));
+    let err = s.restore().unwrap_err().to_string();
+    assert!(err.contains("--if-empty"), "{err}");
+}

@@ -111,6 +111,16 @@ pub async fn restore(
     let data_dir = host.path(&config.prometheus.data_dir);
     let mut targets = vec![data_dir.clone()];
     targets.extend(config.backup.paths.iter().map(|p| host.path(p)));
+    // Asked first: with no backup at all nothing would be replaced, so data already in a
+    // target (a first deploy's own) is no reason to refuse.
+    let keys = manifests_newest_first(store).await?;
+    if keys.is_empty() {
+        write_marker(host, config, None)?;
+        return Ok(RestoreReport {
+            note: "no backup in the store yet (a first deploy): nothing to restore".into(),
+            ..Default::default()
+        });
+    }
     if let Some(full) = targets.iter().find(|t| holds_data(t)) {
         if !if_empty {
             return Err(BackupError::TargetNotEmpty {
@@ -121,14 +131,6 @@ pub async fn restore(
         write_marker(host, config, None)?;
         return Ok(RestoreReport {
             note: format!("{} already holds data: nothing restored", full.display()),
-            ..Default::default()
-        });
-    }
-    let keys = manifests_newest_first(store).await?;
-    if keys.is_empty() {
-        write_marker(host, config, None)?;
-        return Ok(RestoreReport {
-            note: "no backup in the store yet (a first deploy): nothing to restore".into(),
             ..Default::default()
         });
     }

@@ -18,6 +18,11 @@ pub async fn run(args: &PublishArgs) -> Result<(), Error> {
 
 fn human(r: &PublishReport, store: &str, interval: std::time::Duration) -> String {
     let mut out = String::new();
+    if let Some(target) = &r.follows_link {
+        out.push_str(&format!(
+            "content.dir is a link to {target}: publishing what it points to\n"
+        ));
+    }
     for (sign, paths) in [("+", &r.added), ("~", &r.changed), ("-", &r.removed)] {
         for p in paths {
             out.push_str(&format!("{sign} {p}\n"));
