@@ -80,6 +80,77 @@ pub fn response_schema(path: &str, method: &str) -> Option<&'static Value> {
     operation(path, method)?.pointer("/responses/200/content/application~1json/schema")
 }
 
+/// Checks an operation's parameters as the spec declares them: the path parameter's value
+/// (a uuid where the spec says `format: uuid`), and every query parameter, which must be
+/// declared for the operation and match its schema (enums, formats). Query values are
+/// text; one that fails as a string is tried again as the JSON number or boolean it may
+/// spell, for the few parameters of those types.
+pub fn check_parameters(
+    path: &'static str,
+    method: &str,
+    path_value: &str,
+    query: &[(String, String)],
+) -> Result<(), Vec<String>> {
+    let Some(op) = operation(path, method) else {
+        return Ok(());
+    };
+    let params = op["parameters"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let check = |param: &Value, value: &str| -> Option<String> {
+        let name = param["name"].as_str().unwrap_or("?");
+        let schema = parameter_schema(path, method, name, &param["schema"])?;
+        let as_text = Value::String(value.to_string());
+        let fits = schema.check(&as_text).is_ok()
+            || serde_json::from_str::<Value>(value)
+                .is_ok_and(|v| !v.is_string() && schema.check(&v).is_ok());
+        (!fits).then(|| {
+            let why = schema.check(&as_text).err().unwrap_or_default().join("; ");
+            format!("parameter {name} ({value:?}): {why}")
+        })
+    };
+    let mut problems = Vec::new();
+    if let Some(param) = params.iter().find(|p| p["in"] == "path") {
+        problems.extend(check(param, path_value));
+    }
+    for (name, value) in query {
+        match params
+            .iter()
+            .find(|p| p["in"] == "query" && p["name"] == name.as_str())
+        {
+            Some(param) => problems.extend(check(param, value)),
+            None => problems.push(format!(
+                "query parameter {name:?} is not one the operation takes"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// A parameter's schema, compiled once per (path, method, name) for the process's life.
+fn parameter_schema(
+    path: &str,
+    method: &str,
+    name: &str,
+    schema: &Value,
+) -> Option<&'static Schema> {
+    type Cache = std::collections::BTreeMap<(String, String, String), Option<&'static Schema>>;
+    static CACHE: OnceLock<std::sync::Mutex<Cache>> = OnceLock::new();
+    let mut cache = crate::sync::lock(CACHE.get_or_init(Default::default));
+    *cache
+        .entry((path.to_string(), method.to_string(), name.to_string()))
+        .or_insert_with(|| {
+            Schema::compile(schema)
+                .ok()
+                .map(|s| &*Box::leak(Box::new(s)))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +179,22 @@ mod tests {
             operation_id("/elastic-ip/{id}:attach", "put"),
             Some("attach-instance-to-elastic-ip")
         );
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_spec() {
+        let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let uuid = "5e2b8d6c-6b9e-4a55-a3c4-8a5a5b8b6e01";
+        assert_eq!(check_parameters("/instance/{id}", "get", uuid, &[]), Ok(()));
+        assert!(check_parameters("/instance/{id}", "get", "not-a-uuid", &[]).is_err());
+        assert_eq!(
+            check_parameters("/instance", "get", "", &q("manager-type", "instance-pool")),
+            Ok(())
+        );
+        let bad = check_parameters("/instance", "get", "", &q("manager-type", "pool")).unwrap_err();
+        assert!(bad[0].contains("manager-type"), "{bad:?}");
+        assert!(check_parameters("/template", "get", "", &q("visibility", "secret")).is_err());
+        assert!(check_parameters("/template", "get", "", &q("colour", "blue")).is_err());
+        assert!(check_parameters("/instance", "get", "", &q("manager-id", "x")).is_err());
     }
 }

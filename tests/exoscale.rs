@@ -550,3 +550,76 @@ async fn a_failing_create_hook_fails_the_operation_with_its_message() {
         "{err}"
     );
 }
+
+/// Signed-query-args are verified in the order the header lists them, and a parameter
+/// with a value that the header does not list is refused (its value went unsigned).
+#[tokio::test]
+async fn query_arguments_are_verified_in_the_order_the_header_lists_them() {
+    let sim = Exosim::start(&[]);
+    let expires = baton::clock::unix_seconds(std::time::SystemTime::now()) + 300;
+    let get = |query: &'static str, names: &'static str, values: Vec<&'static str>| {
+        let sig = signing::signature(SECRET, "GET", "/v2/instance", &values, b"", expires);
+        let auth = format!(
+            "EXO2-HMAC-SHA256 credential={KEY},signed-query-args={names},expires={expires},signature={sig}"
+        );
+        let url = format!("{}/instance?{query}", sim.url);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Not sorted, and the values in that same order: fine.
+    assert_eq!(
+        get(
+            "labels=a%3Db&ip-address=203.0.113.10",
+            "labels;ip-address",
+            vec!["a=b", "203.0.113.10"]
+        )
+        .await,
+        200
+    );
+    // The values in another order than the names: refused.
+    assert_eq!(
+        get(
+            "labels=a%3Db&ip-address=203.0.113.10",
+            "labels;ip-address",
+            vec!["203.0.113.10", "a=b"]
+        )
+        .await,
+        403
+    );
+    // A valued parameter the header leaves out: refused.
+    assert_eq!(
+        get(
+            "labels=a%3Db&ip-address=203.0.113.10",
+            "labels",
+            vec!["a=b"]
+        )
+        .await,
+        403
+    );
+    // A trailing slash names no instance; a non-uuid id is a 400, as the spec's format says.
+    let signed = |path: &str| {
+        let auth =
+            signing::authorization(KEY, SECRET, "GET", &format!("/v2{path}"), &[], b"", expires);
+        reqwest::Client::new()
+            .get(format!("{}{path}", sim.url))
+            .header("Authorization", auth)
+            .send()
+    };
+    assert_eq!(signed("/instance/").await.unwrap().status().as_u16(), 404);
+    assert_eq!(
+        signed("/instance/not-a-uuid")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+}

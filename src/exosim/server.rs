@@ -34,8 +34,15 @@ struct Route {
     param: String,
 }
 
+/// Operations that answer without a signature.
+const PUBLIC_OPERATIONS: [&str; 1] = ["list-zones"];
+
 fn route(path: &str) -> Option<Route> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // `/instance/` names no instance: it is no route, not get-instance with an empty id.
+    if segments.iter().any(|s| s.is_empty()) {
+        return None;
+    }
     let (template, param) = match segments.as_slice() {
         ["zone"] => ("/zone", ""),
         ["instance"] => ("/instance", ""),
@@ -99,18 +106,6 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             format!("no such path {path}: the API lives under /v2"),
         );
     };
-    let auth = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if let Err(why) = sim.check_signature(auth, parts.method.as_str(), &path, &query, &bytes) {
-        *lock(&sim.world)
-            .calls
-            .entry("refused-unsigned".to_string())
-            .or_insert(0) += 1;
-        return message(StatusCode::FORBIDDEN, why);
-    }
     let Some(route) = route(api_path) else {
         return message(StatusCode::NOT_FOUND, format!("no such path {path}"));
     };
@@ -121,6 +116,38 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
             format!("{} {path} is not in the API", parts.method),
         );
     };
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The spec declares no security per operation; Exoscale serves the zone list to
+    // anyone, and the official SDK sends it unsigned. A signature that is sent is checked.
+    let public = PUBLIC_OPERATIONS.contains(&op_id) && auth.is_empty();
+    if !public
+        && let Err(why) = sim.check_signature(auth, parts.method.as_str(), &path, &query, &bytes)
+    {
+        *lock(&sim.world)
+            .calls
+            .entry("refused-unsigned".to_string())
+            .or_insert(0) += 1;
+        return message(StatusCode::FORBIDDEN, why);
+    }
+    if let Err(problems) = openapi::check_parameters(route.template, &method, &route.param, &query)
+    {
+        let text = format!(
+            "{op_id}: parameters do not match the spec: {}",
+            problems.join("; ")
+        );
+        lock(&sim.world).violations.push(text.clone());
+        return message(StatusCode::BAD_REQUEST, text);
+    }
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
 
     let nth = {
         let mut w = lock(&sim.world);
@@ -179,7 +206,7 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     }
 
     let fail = fault == Some(Action::Fail);
-    let (status, value, hooks) = sim.dispatch(op_id, &route, &query, &body, fail);
+    let (status, value, hooks) = sim.dispatch(op_id, &route, &query, &body, fail, &host);
     sim.persist();
     for hook in hooks {
         tokio::spawn(hook.run(sim.clone()));
@@ -369,6 +396,20 @@ fn not_found(what: String) -> Answer {
     )
 }
 
+/// The items whose field equals each filter that was given (`None` filters nothing).
+fn filtered(items: &[Value], filters: &[(&str, Option<String>)]) -> Vec<Value> {
+    items
+        .iter()
+        .filter(|item| {
+            filters.iter().all(|(field, want)| {
+                want.as_deref()
+                    .is_none_or(|w| item[*field].as_str() == Some(w))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 fn error(status: StatusCode, text: String) -> Answer {
     (status, json!({"message": text}), Vec::new())
 }
@@ -401,18 +442,28 @@ impl Sim {
                 "request signature expires too far ahead (more than {MAX_SIGNATURE_AHEAD_SECS} s)"
             ));
         }
-        let mut names: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
-        names.sort();
-        if names != parsed.signed_query_args {
-            return Err("every query parameter must be listed in signed-query-args".into());
+        // Signed in the order the header lists the names (not necessarily sorted). A
+        // parameter with a value must be listed, or its value went unsigned; one with
+        // only empty values may be left out, as the official SDK's signer does.
+        let names: Vec<&str> = parsed
+            .signed_query_args
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if let Some((k, _)) = query
+            .iter()
+            .find(|(k, v)| !v.is_empty() && !names.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "query parameter {k:?} is not listed in signed-query-args"
+            ));
         }
-        let mut sorted: Vec<&(String, String)> = query.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let values = signing::signed_values(&names, query);
         let valid = signing::verify(
             &self.options.secret,
             method,
             path,
-            &sorted,
+            &values,
             body,
             parsed.expires,
             &parsed.signature,
@@ -467,6 +518,7 @@ impl Sim {
         query: &[(String, String)],
         body: &Value,
         fail: bool,
+        host: &str,
     ) -> Answer {
         let mut w = lock(&self.world);
         w.settle(now_ms());
@@ -478,12 +530,24 @@ impl Sim {
                 .map(|(_, v)| v.clone())
         };
         match op_id {
+            // The address this answer was asked at: a client that follows the endpoint
+            // (as SDKs do for a zone) must reach exosim again.
             "list-zones" => ok(
-                json!({"zones": [{"name": w.zone, "api-endpoint": "http://localhost/v2", "sos-endpoint": "http://localhost"}]}),
+                json!({"zones": [{"name": w.zone, "api-endpoint": format!("http://{host}/v2"), "sos-endpoint": format!("http://{host}")}]}),
             ),
-            "list-templates" => ok(json!({"templates": w.catalog.templates})),
+            "list-templates" => ok(json!({"templates": filtered(
+                &w.catalog.templates,
+                &[("visibility", q("visibility")), ("family", q("family"))],
+            )})),
             "list-instance-types" => ok(json!({"instance-types": w.catalog.instance_types})),
-            "list-security-groups" => ok(json!({"security-groups": w.catalog.security_groups})),
+            // The world's groups are the account's own ("private"); it has no public ones.
+            "list-security-groups" => ok(json!({"security-groups":
+                if q("visibility").as_deref() == Some("public") {
+                    Vec::new()
+                } else {
+                    w.catalog.security_groups.clone()
+                }
+            })),
             "list-instances" => {
                 let labels: Vec<(String, String)> = q("labels")
                     .map(|l| {
@@ -497,8 +561,11 @@ impl Sim {
                     Some(ip) => w.instances_with_ip(&ip),
                     None => w.instances.values().collect(),
                 };
+                // exosim has no instance pools: a filter by manager matches nothing.
+                let managed_only = q("manager-id").is_some() || q("manager-type").is_some();
                 let list: Vec<Value> = candidates
                     .into_iter()
+                    .filter(|_| !managed_only)
                     .filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
                     .map(|i| w.instance_json(i, false))
                     .collect();

@@ -18,28 +18,60 @@ pub fn authorization(
     body: &[u8],
     expires: u64,
 ) -> String {
-    let mut sorted: Vec<&(String, String)> = query.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let signature = signature(api_secret, method, path, &sorted, body, expires);
+    let names = signed_names(query);
+    let values = signed_values(&names, query);
+    let signature = signature(api_secret, method, path, &values, body, expires);
     let mut header = format!("EXO2-HMAC-SHA256 credential={api_key}");
-    if !sorted.is_empty() {
-        let names: Vec<&str> = sorted.iter().map(|(k, _)| k.as_str()).collect();
+    if !names.is_empty() {
         header.push_str(&format!(",signed-query-args={}", names.join(";")));
     }
     header.push_str(&format!(",expires={expires},signature={signature}"));
     header
 }
 
-/// The base64 HMAC over the message; `query` must already be in signing order.
+/// The parameter names a request signs, in signing order: sorted, each once, leaving out
+/// those with only empty values (exoscale_auth, the official SDK's signer, drops them
+/// with `parse_qs`; egoscale lists them, which signs the same bytes, since names are not
+/// part of the message).
+pub fn signed_names(query: &[(String, String)]) -> Vec<&str> {
+    let mut names: Vec<&str> = query
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The values signed for `names`, in their order: a name's value when it has exactly one
+/// non-empty value, nothing when it is repeated or empty (as both reference signers do).
+pub fn signed_values<'a>(names: &[&str], query: &'a [(String, String)]) -> Vec<&'a str> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let mut values = query
+                .iter()
+                .filter(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.as_str());
+            match (values.next(), values.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The base64 HMAC over the message; `values` as [`signed_values`] gives them.
 pub fn signature(
     api_secret: &str,
     method: &str,
     path: &str,
-    query: &[&(String, String)],
+    values: &[&str],
     body: &[u8],
     expires: u64,
 ) -> String {
-    let mac = mac(api_secret, method, path, query, body, expires);
+    let mac = mac(api_secret, method, path, values, body, expires);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
@@ -49,7 +81,7 @@ pub fn verify(
     api_secret: &str,
     method: &str,
     path: &str,
-    query: &[&(String, String)],
+    values: &[&str],
     body: &[u8],
     expires: u64,
     signature: &str,
@@ -57,7 +89,7 @@ pub fn verify(
     let Ok(sent) = base64::engine::general_purpose::STANDARD.decode(signature) else {
         return false;
     };
-    mac(api_secret, method, path, query, body, expires)
+    mac(api_secret, method, path, values, body, expires)
         .verify_slice(&sent)
         .is_ok()
 }
@@ -66,7 +98,7 @@ fn mac(
     api_secret: &str,
     method: &str,
     path: &str,
-    query: &[&(String, String)],
+    values: &[&str],
     body: &[u8],
     expires: u64,
 ) -> Hmac<Sha256> {
@@ -75,7 +107,7 @@ fn mac(
     mac.update(format!("{method} {path}\n").as_bytes());
     mac.update(body);
     mac.update(b"\n");
-    for (_, v) in query {
+    for v in values {
         mac.update(v.as_bytes());
     }
     mac.update(format!("\n\n{expires}").as_bytes());
@@ -117,10 +149,9 @@ pub fn parse(header: &str) -> Option<Parsed> {
 mod tests {
     #[test]
     fn verify_accepts_the_signature_and_nothing_else() {
-        let q = ("a".to_string(), "1".to_string());
-        let sig = super::signature("s3cret", "GET", "/v2/zone", &[&q], b"", 100);
+        let sig = super::signature("s3cret", "GET", "/v2/zone", &["1"], b"", 100);
         let check = |secret: &str, expires, signature: &str| {
-            super::verify(secret, "GET", "/v2/zone", &[&q], b"", expires, signature)
+            super::verify(secret, "GET", "/v2/zone", &["1"], b"", expires, signature)
         };
         assert!(check("s3cret", 100, &sig));
         assert!(!check("s3cret", 101, &sig));
@@ -167,6 +198,35 @@ mod tests {
                 h.ends_with(",signature=iqOBz13+44L5j0uJclE8hmUhQQcvtCSoPEOXYK6liqY="),
                 "{h}"
             );
+        }
+    }
+
+    /// Vectors from exoscale_auth 's ExoscaleV2Auth (the official Python SDK's signer), for
+    /// the cases the two reference signers handle specially.
+    #[test]
+    fn sdk_vectors_for_a_repeated_and_an_empty_parameter() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        for (query, tail) in [
+            (
+                q(&[("a", "1"), ("a", "2"), ("b", "3")]),
+                ",signed-query-args=a;b,expires=3376684800,signature=5RQJYcU6WO+ovaxYyPnhPJRRw6sqcH2QxOKXGir06fs=",
+            ),
+            (
+                q(&[("a", ""), ("b", "2")]),
+                ",signed-query-args=b,expires=3376684800,signature=ZP+SVKsCqYsFVFknQZWlU31DiQIDJsvyC2S8SlGVGPQ=",
+            ),
+            (
+                q(&[("b", "2"), ("a", "1")]),
+                ",signed-query-args=a;b,expires=3376684800,signature=fcHRHfrteM5+2T7o0azC3tx8dry9tk23qw1/jpcfOVQ=",
+            ),
+        ] {
+            let h = authorization(&key(), &secret(), "GET", "/v2/zone", &query, b"", EXPIRES);
+            assert_eq!(h, format!("EXO2-HMAC-SHA256 credential={}{tail}", key()));
         }
     }
 
