@@ -1,11 +1,14 @@
 //! The user-data a new server boots from: a cloud-config document built as typed serde
 //! values and serialised to YAML, so no secret is ever spliced into text by hand.
 //!
-//! What it sets up, in cloud-init's own order: `bootcmd` (every boot) blocks the metadata
-//! address for everyone but root and puts the Elastic IP on `lo`; `users` and `ssh_keys`
+//! What it sets up, in cloud-init's own order: `bootcmd` (first boot) blocks the metadata
+//! address for every process, root included, and puts the Elastic IP on `lo`; `users` and `ssh_keys`
 //! give the admin user its keys and sshd the host key and certificate before sshd first
 //! starts; `write_files` installs the agent's config, credentials and systemd units;
-//! `runcmd` fetches the baton binary (checked by sha256) and starts the restore.
+//! `runcmd` fetches the baton binary (checked by sha256), starts the restore, enables
+//! baton-boot (the block and the address on every later boot) and queues baton-scrub,
+//! which removes cloud-init's copies of the user-data once cloud-init is done and
+//! disables cloud-init: a server is provisioned once.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -27,6 +30,10 @@ use crate::identity::{IdentityError, ssh};
 pub const MAX_ENCODED_LEN: usize = 32768;
 
 const RESTORE_UNIT: &str = include_str!("../cloud-init/baton-restore.service");
+const BOOT_UNIT: &str = include_str!("../cloud-init/baton-boot.service");
+const SCRUB_UNIT: &str = include_str!("../cloud-init/baton-scrub.service");
+/// Where the server keeps the metadata block, for baton-boot.service.
+const METADATA_BLOCK_PATH: &str = "/etc/baton/metadata-block.nft";
 const AGENT_UNIT: &str = include_str!("../cloud-init/baton-agent.service");
 const METADATA_BLOCK: &str = include_str!("../cloud-init/metadata-block.nft");
 const INSTALL_AGENT: &str = include_str!("../cloud-init/install-agent.sh");
@@ -139,14 +146,20 @@ fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
-/// Shell commands run on every boot, before anything else, by root. The only value in
+/// The Elastic IP as a host address, `203.0.113.10/32`.
+fn host_address(elastic_ip: IpAddr) -> String {
+    let prefix = if elastic_ip.is_ipv4() { 32 } else { 128 };
+    format!("{elastic_ip}/{prefix}")
+}
+
+/// Shell commands cloud-init runs at first boot, before anything else, by root (later
+/// boots: baton-boot.service, since baton-scrub disables cloud-init). The only value in
 /// them is the Elastic IP, which config validation parsed as an address.
 fn bootcmd(elastic_ip: IpAddr) -> Vec<String> {
-    let prefix = if elastic_ip.is_ipv4() { 32 } else { 128 };
     vec![
         format!("nft -f - <<'NFT'\n{METADATA_BLOCK}NFT\n"),
         // The manual Elastic IP model: the address is routed to the VM, which must accept it.
-        format!("ip address replace {elastic_ip}/{prefix} dev lo"),
+        format!("ip address replace {} dev lo", host_address(elastic_ip)),
     ]
 }
 
@@ -214,6 +227,17 @@ pub fn render(
             "0644",
         ),
         WriteFile::new(INSTALL_AGENT_PATH, INSTALL_AGENT, "0755"),
+        WriteFile::new(METADATA_BLOCK_PATH, METADATA_BLOCK, "0644"),
+        WriteFile::new(
+            "/etc/systemd/system/baton-boot.service",
+            BOOT_UNIT.replace("@ELASTIC_IP@", &host_address(config.cloud.elastic_ip)),
+            "0644",
+        ),
+        WriteFile::new(
+            "/etc/systemd/system/baton-scrub.service",
+            SCRUB_UNIT,
+            "0644",
+        ),
         WriteFile::new("/srv/tls/origin.crt", secrets.tls.cert_pem.clone(), "0644"),
         WriteFile::new("/srv/tls/origin.key", secrets.tls.key_pem.as_str(), "0600"),
     ];
@@ -246,6 +270,15 @@ pub fn render(
     } else {
         runcmd.push(argv(&["systemctl", "daemon-reload"]));
     }
+    // Every later boot blocks the metadata address before the network; once cloud-init
+    // is done (the job waits for cloud-final), its copies of the user-data go.
+    runcmd.push(argv(&["systemctl", "enable", "baton-boot.service"]));
+    runcmd.push(argv(&[
+        "systemctl",
+        "start",
+        "--no-block",
+        "baton-scrub.service",
+    ]));
 
     let mut authorized = config.ssh.authorized_keys.clone();
     authorized.push(

@@ -257,7 +257,12 @@ fn user_data_sets_up_what_the_server_needs() {
     assert_eq!(agent.generation, 5);
     assert_eq!(agent.store, config.store);
     assert_eq!(agent.backup.schedule.as_written(), "* * * * *");
-    for unit in ["baton-restore.service", "baton-agent.service"] {
+    for unit in [
+        "baton-restore.service",
+        "baton-agent.service",
+        "baton-boot.service",
+        "baton-scrub.service",
+    ] {
         assert!(
             write_file(&doc, &format!("/etc/systemd/system/{unit}")).is_some(),
             "{unit}"
@@ -341,7 +346,12 @@ fn metadata_block_is_valid_nftables() {
     let p = Project::init(&[]);
     let doc = user_data(&p.render(1));
     let script = doc["bootcmd"][0].as_str().unwrap();
-    assert!(script.contains("169.254.169.254 meta skuid != 0 reject"));
+    // Nobody may reach it, root included (the user-data holds the host's private keys).
+    assert!(
+        script.contains("ip daddr 169.254.169.254 reject"),
+        "{script}"
+    );
+    assert!(!script.contains("skuid"), "{script}");
     // The exact text the server runs, with nft in check mode (parses, applies nothing).
     let checked = script.replacen("nft -f -", &format!("{} -c -f -", nft.display()), 1);
     let out = Command::new("sh").arg("-c").arg(&checked).output().unwrap();
@@ -415,4 +425,79 @@ fn every_generation_gets_a_fresh_host_key() {
     let a = std::fs::read_to_string(p.render(1).join("ssh_host_ed25519_key.pub")).unwrap();
     let b = std::fs::read_to_string(p.render(2).join("ssh_host_ed25519_key.pub")).unwrap();
     assert_ne!(a, b);
+}
+
+#[test]
+fn later_boots_block_the_metadata_address_before_the_network_and_provisioning_happens_once() {
+    let nft = require("nft", "nftables");
+    let p = Project::init(&[]);
+    let doc = user_data(&p.render(1));
+    let file = |path: &str| {
+        write_file(&doc, path).unwrap_or_else(|| panic!("{path} missing"))["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The ruleset later boots load is the one the first boot ran, and nft takes it.
+    let block = file("/etc/baton/metadata-block.nft");
+    let bootcmd = doc["bootcmd"][0].as_str().unwrap();
+    assert!(bootcmd.contains(&block), "{bootcmd}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("block.nft"), &block).unwrap();
+    let out = Command::new(&nft)
+        .args(["-c", "-f"])
+        .arg(dir.path().join("block.nft"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let boot = file("/etc/systemd/system/baton-boot.service");
+    for line in [
+        "Before=network-pre.target",
+        "DefaultDependencies=no",
+        "ExecStart=nft -f /etc/baton/metadata-block.nft",
+        "ExecStart=ip address replace 203.0.113.10/32 dev lo",
+    ] {
+        assert!(boot.lines().any(|l| l == line), "{line} not in:\n{boot}");
+    }
+    let scrub = file("/etc/systemd/system/baton-scrub.service");
+    assert!(scrub.contains("After=cloud-final.service"), "{scrub}");
+    assert!(scrub.contains("/etc/cloud/cloud-init.disabled"), "{scrub}");
+    assert!(scrub.contains("user-data.txt"), "{scrub}");
+    let runcmd = serde_norway::to_string(&doc["runcmd"]).unwrap();
+    assert!(
+        runcmd.contains("baton-boot.service") && runcmd.contains("baton-scrub.service"),
+        "{runcmd}"
+    );
+    // systemd itself reads both units: it exits 0 on an unknown key but says so, so
+    // silence is the check (and a misspelt key shows that it can fail).
+    let analyze = require("systemd-analyze", "systemd");
+    let verify = |units: &[(&str, String)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = units
+            .iter()
+            .map(|(name, text)| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, text).unwrap();
+                path
+            })
+            .collect();
+        let out = Command::new(&analyze)
+            .arg("verify")
+            .args(&paths)
+            .output()
+            .unwrap();
+        format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout))
+    };
+    let said = verify(&[
+        ("baton-boot.service", boot.clone()),
+        ("baton-scrub.service", scrub.clone()),
+    ]);
+    assert!(said.trim().is_empty(), "systemd-analyze: {said}");
+    let misspelt = scrub.replace("After=", "Afterr=");
+    assert!(
+        !verify(&[("baton-scrub.service", misspelt)])
+            .trim()
+            .is_empty()
+    );
 }
