@@ -259,6 +259,29 @@ async fn one_situation_one_exit_code_from_every_command() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_generation_at_its_maximum_is_refused_not_wrapped() {
+    let site = Site::new();
+    site.put_json("site/manifest.json", json!({})).await;
+    site.put_json(
+        "state.json",
+        json!({"version": 1, "active": {"generation": u64::MAX, "instance": "x",
+               "address": "198.51.100.10", "since": "2026-12-01T00:00:00Z"}}),
+    )
+    .await;
+    for cmd in ["plan", "swap"] {
+        let out = site.baton(&[cmd]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("18446744073709551615"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    // Nothing was created: no blog-0.
+    assert_eq!(site.sim.state().await["instances"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn status_without_cloud_credentials_names_them() {
     let site = Site::new();
     let out = Command::new(BATON)
