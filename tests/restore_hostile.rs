@@ -371,39 +371,33 @@ fn a_symlink_chain_in_an_archive_refuses_it_and_restore_falls_back() {
     assert_contained(&s, &before);
 
     // The same chain without the write: the link alone is refused too.
+    let err = refused_as_the_only_backup(&[
+        Entry::Dir("d".into()),
+        Entry::Symlink("d/s".into(), "..".into()),
+        Entry::Symlink("esc".into(), "d/s/d/s/../../..".into()),
+    ]);
+    assert!(err.contains("resolves outside"), "{err}");
+}
+
+/// Restores a store whose only backup is an ACME archive of `entries`; returns the
+/// refusal, after checking that nothing was written outside.
+fn refused_as_the_only_backup(entries: &[Entry]) -> String {
     let s = Sandbox::new();
     let before = s.outside();
-    let chain = s.archive(
-        "/srv/acme",
-        "backups/archives/chain.tar.gz",
-        &[
-            Entry::Dir("d".into()),
-            Entry::Symlink("d/s".into(), "..".into()),
-            Entry::Symlink("esc".into(), "d/s/d/s/../../..".into()),
-        ],
-    );
-    s.put_manifest(1, &manifest(vec![], vec![chain]));
+    let archive = s.archive("/srv/acme", "backups/archives/only.tar.gz", entries);
+    s.put_manifest(1, &manifest(vec![], vec![archive]));
     let err = s.restore().unwrap_err().to_string();
-    assert!(err.contains("resolves outside"), "{err}");
     assert_contained(&s, &before);
+    err
 }
 
 #[test]
 fn a_hard_link_through_a_symlink_is_refused() {
-    let s = Sandbox::new();
-    let before = s.outside();
-    let evil = s.archive(
-        "/srv/acme",
-        "backups/archives/hl.tar.gz",
-        &[
-            Entry::Symlink("up".into(), "../..".into()),
-            Entry::HardLink("passwd".into(), "up/etc/passwd".into()),
-        ],
-    );
-    s.put_manifest(1, &manifest(vec![], vec![evil]));
-    let err = s.restore().unwrap_err().to_string();
+    let err = refused_as_the_only_backup(&[
+        Entry::Symlink("up".into(), "../..".into()),
+        Entry::HardLink("passwd".into(), "up/etc/passwd".into()),
+    ]);
     assert!(err.contains("hard link"), "{err}");
-    assert_contained(&s, &before);
 }
 
 #[test]
