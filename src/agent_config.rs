@@ -44,11 +44,9 @@ impl AgentConfig {
     /// Reads and validates `path`, with the same messages as `baton.toml`.
     pub fn load(path: &std::path::Path) -> Result<AgentConfig, crate::config::ConfigError> {
         let text =
-            crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT).map_err(|source| {
-                crate::config::ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                }
+            crate::fsutil::read_small(path).map_err(|source| crate::config::ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
             })?;
         toml::from_str(&text).map_err(|e| crate::config::ConfigError::Invalid {
             path: path.to_path_buf(),

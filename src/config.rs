@@ -321,13 +321,10 @@ fn list(problems: &[Problem]) -> String {
 impl Config {
     /// Reads, parses and validates `path`. Nothing else in baton looks at the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT).map_err(|source| {
-                ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+        let text = crate::fsutil::read_small(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -578,7 +575,7 @@ impl Config {
 
         for (i, p) in c.backup.paths.iter().enumerate() {
             v.check(
-                crate::backup::manifest::is_plain_absolute(p),
+                crate::fsutil::is_plain_absolute(p),
                 "backup.paths",
                 || format!("entry {} is not an absolute path without `..`", i + 1),
                 "write host paths in full, e.g. \"/srv/acme\"",

@@ -88,7 +88,7 @@ impl Manifest {
                 key: key.to_string(),
                 reason: format!("{path:?}: {reason}"),
             };
-            if !is_safe_relative(path) {
+            if !crate::fsutil::is_plain_relative(path) {
                 return Err(bad("not a plain relative path"));
             }
             if entry.sha256.len() != 64 || !entry.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -109,11 +109,6 @@ impl Manifest {
     fn id(&self) -> String {
         crate::bundle::sha256_hex(&self.to_bytes())[..16].to_string()
     }
-}
-
-/// Only `a/b/c` with normal components: nothing absolute, no `.` or `..`, nothing empty.
-fn is_safe_relative(path: &str) -> bool {
-    crate::fsutil::is_plain_relative(path)
 }
 
 /// What `baton publish` changed (or, with `--dry-run`, would change).
@@ -161,7 +156,7 @@ fn scan(dir: &Path) -> Result<(Manifest, BTreeMap<String, PathBuf>), ContentErro
     let mut manifest = Manifest::default();
     let mut paths = BTreeMap::new();
     for (name, path) in files {
-        if !is_safe_relative(&name) {
+        if !crate::fsutil::is_plain_relative(&name) {
             return Err(local(
                 format!("{name:?} is not a plain file name"),
                 "rename it",
@@ -468,10 +463,10 @@ mod tests {
             "two\nlines.html",
             "tab\there",
         ] {
-            assert!(!is_safe_relative(bad), "{bad:?} accepted");
+            assert!(!crate::fsutil::is_plain_relative(bad), "{bad:?} accepted");
         }
         for good in ["index.html", "posts/hello.html", ".well-known/x"] {
-            assert!(is_safe_relative(good), "{good:?} refused");
+            assert!(crate::fsutil::is_plain_relative(good), "{good:?} refused");
         }
         let hostile = br#"{"files":{"../../etc/cron.d/x":{"sha256":"00","size":1}}}"#;
         assert!(matches!(

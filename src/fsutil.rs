@@ -7,7 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Permissions for files that hold a secret: readable by the owner only.
 pub const PRIVATE: u32 = 0o600;
@@ -35,16 +35,17 @@ impl FileError {
 }
 
 pub fn read_to_string(path: &Path) -> Result<String, FileError> {
-    read_small(path, SMALL_FILE_LIMIT).map_err(|e| FileError::new("cannot read", path, e))
+    read_small(path).map_err(|e| FileError::new("cannot read", path, e))
 }
 
 /// The most any config, key or certificate file may hold: far above what one needs, far
 /// below what would hurt to hold in memory.
 pub const SMALL_FILE_LIMIT: u64 = 1 << 20;
 
-/// Reads a small text file whole, refusing anything that is not a regular file (a link to
-/// `/dev/zero` would never end) or holds more than `limit` bytes.
-pub fn read_small(path: &Path, limit: u64) -> io::Result<String> {
+/// Reads a config, key or certificate file whole, refusing anything that is not a regular
+/// file (a link to `/dev/zero` would never end) or holds more than [`SMALL_FILE_LIMIT`].
+pub fn read_small(path: &Path) -> io::Result<String> {
+    let limit = SMALL_FILE_LIMIT;
     use std::io::Read;
     let file = File::open(path)?;
     if !file.metadata()?.is_file() {
@@ -180,6 +181,13 @@ pub fn is_plain_relative(p: &str) -> bool {
         && !p.contains('\\')
         && !p.chars().any(char::is_control)
         && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
+/// `/srv/acme`: absolute, and no `..` anywhere (a host path baton may write).
+pub fn is_plain_absolute(p: &Path) -> bool {
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// Why a tree of files cannot be read as regular files only.

@@ -82,7 +82,7 @@ impl Manifest {
             }
             // Exact match against the configured paths: never a path the manifest builds.
             match paths.iter().find(|p| p.as_path() == Path::new(&a.path)) {
-                Some(target) if is_plain_absolute(target) => {
+                Some(target) if crate::fsutil::is_plain_absolute(target) => {
                     if !seen.insert(target) {
                         return Err(format!("archive of {} appears twice", a.path));
                     }
@@ -130,17 +130,6 @@ impl Manifest {
         }
         Ok(())
     }
-}
-
-/// `/srv/acme`: absolute, and no `..` anywhere (a host path baton may write).
-pub fn is_plain_absolute(p: &Path) -> bool {
-    p.is_absolute()
-        && p.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::RootDir | std::path::Component::Normal(_)
-            )
-        })
 }
 
 impl Block {

@@ -49,10 +49,7 @@ pub fn load_private(
         reason,
         fix,
     };
-    let text = Zeroizing::new(
-        crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT)
-            .map_err(|e| load(e.to_string()))?,
-    );
+    let text = Zeroizing::new(crate::fsutil::read_small(path).map_err(|e| load(e.to_string()))?);
     let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| load(e.to_string()))?;
     if key.is_encrypted() {
         return Err(IdentityError::Load {
@@ -72,8 +69,7 @@ pub fn load_public(path: &Path, what: &'static str) -> Result<PublicKey, Identit
         reason,
         fix: "point the config at an OpenSSH public key (.pub), or create a CA with `baton init`",
     };
-    let text = crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT)
-        .map_err(|e| load(e.to_string()))?;
+    let text = crate::fsutil::read_small(path).map_err(|e| load(e.to_string()))?;
     PublicKey::from_openssh(text.trim()).map_err(|e| load(e.to_string()))
 }
 

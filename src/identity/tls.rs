@@ -58,13 +58,11 @@ impl TlsCa {
 
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsCa, IdentityError> {
         let read = |path: &Path, what| {
-            crate::fsutil::read_small(path, crate::fsutil::SMALL_FILE_LIMIT).map_err(|e| {
-                IdentityError::Load {
-                    what,
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                    fix: "point [tls] at the files `baton init` wrote",
-                }
+            crate::fsutil::read_small(path).map_err(|e| IdentityError::Load {
+                what,
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+                fix: "point [tls] at the files `baton init` wrote",
             })
         };
         let ca = TlsCa {
