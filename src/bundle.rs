@@ -44,27 +44,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Regular files under `dir`, as sorted '/'-separated relative names.
+/// Regular files under `dir`, as sorted '/'-separated relative names; at least one.
 fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BundleError> {
-    crate::fsutil::regular_files(dir).map_err(|e| match e {
+    let files = crate::fsutil::regular_files(dir).map_err(|e| match e {
         crate::fsutil::TreeError::Unreadable { reason, .. } => BundleError::Unreadable {
             dir: dir.to_path_buf(),
             reason,
         },
         crate::fsutil::TreeError::Unsupported { found } => BundleError::Unsupported { found },
-    })
-}
-
-/// Checks that `dir` can be bundled (it exists, holds files, only regular ones) without
-/// zipping it: what `baton plan` and a swap's preflight ask before anything is uploaded.
-pub fn check_dir(dir: &Path) -> Result<usize, BundleError> {
-    let files = files_under(dir)?;
+    })?;
     if files.is_empty() {
         return Err(BundleError::Empty {
             dir: dir.to_path_buf(),
         });
     }
-    Ok(files.len())
+    Ok(files)
+}
+
+/// Checks that `dir` can be bundled (it exists, holds files, only regular ones) without
+/// zipping it: what `baton plan` and a swap's preflight ask before anything is uploaded.
+pub fn check_dir(dir: &Path) -> Result<(), BundleError> {
+    files_under(dir).map(|_| ())
 }
 
 /// Zips `dir` reproducibly into a temporary file in `scratch` (where it is to end up, so
@@ -72,11 +72,6 @@ pub fn check_dir(dir: &Path) -> Result<usize, BundleError> {
 pub fn zip_dir(dir: &Path, scratch: &Path) -> Result<Bundle, BundleError> {
     use std::os::unix::fs::PermissionsExt;
     let files = files_under(dir)?;
-    if files.is_empty() {
-        return Err(BundleError::Empty {
-            dir: dir.to_path_buf(),
-        });
-    }
     let write = |e: zip::result::ZipError| BundleError::Write(e.to_string());
     let io = |e: std::io::Error| BundleError::Write(e.to_string());
     let out = tempfile::Builder::new()

@@ -682,34 +682,32 @@ impl Validator {
         }
     }
 
+    /// A file that must exist and be a regular file (one stat: missing, or something
+    /// else, each with its own advice).
     fn public_file(&mut self, path: &Path, field: &str) {
-        if path.exists() && !path.is_file() {
-            self.not_a_file(path, field);
-        } else if !path.is_file() {
-            self.problem(
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => self.problem(
+                field,
+                format!("{} is not a regular file", path.display()),
+                "point the field at the key or certificate file itself (relative paths start \
+                 at the config file's directory)",
+            ),
+            Err(_) => self.problem(
                 field,
                 format!("file {} does not exist", path.display()),
                 "create the CA with `baton init`, or point the field at your existing file \
                  (relative paths start at the config file's directory)",
-            );
+            ),
         }
     }
 
-    fn not_a_file(&mut self, path: &Path, field: &str) {
-        self.problem(
-            field,
-            format!("{} is not a regular file", path.display()),
-            "point the field at the key or certificate file itself (relative paths start at \
-             the config file's directory)",
-        );
-    }
-
+    /// Like [`Self::public_file`], and readable by its owner only. Its mode is judged
+    /// only once it is a regular file: chmod would be the wrong advice for a directory
+    /// or a device.
     fn secret_file(&mut self, path: &Path, field: &str) {
         match std::fs::metadata(path) {
-            Err(_) => self.public_file(path, field),
-            // chmod would be the wrong advice for a directory or a device.
-            Ok(meta) if !meta.is_file() => self.not_a_file(path, field),
-            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => self.problem(
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => self.problem(
                 field,
                 format!(
                     "private key {} is readable by others (mode {:o})",
@@ -718,7 +716,8 @@ impl Validator {
                 ),
                 &format!("run `chmod 600 {}`", path.display()),
             ),
-            Ok(_) => {}
+            Ok(meta) if meta.is_file() => {}
+            _ => self.public_file(path, field),
         }
     }
 }
