@@ -108,6 +108,21 @@ pub(crate) async fn release_lock(
 }
 
 /// Prints `value` as JSON, or `human` when --json was not given.
+/// The generation a swap (or its plan) creates after `active`: bad input when state.json
+/// names the last one a u64 holds, which nothing baton wrote could.
+pub(crate) fn next_generation(active: Option<u64>) -> Result<u64, Error> {
+    crate::state::next_generation(active).ok_or_else(|| {
+        Error::bad_input(
+            format!(
+                "{} names generation {}, after which there is none",
+                crate::state::KEY,
+                u64::MAX
+            ),
+            "state.json was not written by baton: restore it from a good copy",
+        )
+    })
+}
+
 pub(crate) fn print(json: bool, value: &impl serde::Serialize, human: impl FnOnce() -> String) {
     if json {
         println!(

@@ -58,14 +58,7 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         let problems = crate::swap::preflight::local(&config);
         if !problems.is_empty() {
             return Err(Error::bad_input(
-                format!(
-                    "the swap cannot start:
-  - {}",
-                    problems.join(
-                        "
-  - "
-                    )
-                ),
+                format!("the swap cannot start:\n  - {}", problems.join("\n  - ")),
                 "fix the files named above, then run the swap again (`baton plan` checks them too)",
             ));
         }
@@ -257,8 +250,7 @@ async fn initial_state(
         .await
         .map_err(crate::swap::overview::OverviewError::from)?
         .and_then(|s| s.active);
-    let generation = crate::state::next_generation(old.as_ref().map(|a| a.generation))
-        .ok_or_else(generations_exhausted)?;
+    let generation = super::next_generation(old.as_ref().map(|a| a.generation))?;
     let mut state = SwapState {
         site: config.site.name.clone(),
         generation,
@@ -283,18 +275,6 @@ async fn initial_state(
         ));
     }
     Ok(state)
-}
-
-/// state.json names the last generation a u64 holds: nothing baton wrote.
-pub(super) fn generations_exhausted() -> Error {
-    Error::bad_input(
-        format!(
-            "{} names generation {}, after which there is none",
-            crate::state::KEY,
-            u64::MAX
-        ),
-        "state.json was not written by baton: restore it from a good copy",
-    )
 }
 
 /// Journals of swaps that neither finished nor were undone, oldest first. One that failed
