@@ -98,16 +98,18 @@ pub fn check_parameters(
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let check = |param: &Value, value: &str| -> Option<String> {
-        let name = param["name"].as_str().unwrap_or("?");
-        let schema = parameter_schema(path, method, name, &param["schema"])?;
-        let as_text = Value::String(value.to_string());
-        let fits = schema.check(&as_text).is_ok()
+    let check = |param: &'static Value, value: &str| -> Option<String> {
+        let schema = compiled(&param["schema"])?;
+        let as_text = schema.check(&Value::String(value.to_string()));
+        let fits = as_text.is_ok()
             || serde_json::from_str::<Value>(value)
                 .is_ok_and(|v| !v.is_string() && schema.check(&v).is_ok());
         (!fits).then(|| {
-            let why = schema.check(&as_text).err().unwrap_or_default().join("; ");
-            format!("parameter {name} ({value:?}): {why}")
+            format!(
+                "parameter {} ({value:?}): {}",
+                param["name"].as_str().unwrap_or("?"),
+                as_text.err().unwrap_or_default().join("; ")
+            )
         })
     };
     let mut problems = Vec::new();
@@ -132,18 +134,14 @@ pub fn check_parameters(
     }
 }
 
-/// A parameter's schema, compiled once per (path, method, name) for the process's life.
-fn parameter_schema(
-    path: &str,
-    method: &str,
-    name: &str,
-    schema: &Value,
-) -> Option<&'static Schema> {
-    type Cache = std::collections::BTreeMap<(String, String, String), Option<&'static Schema>>;
+/// `schema` (a part of the embedded spec) compiled, once for the process's life: every
+/// schema lives in [`spec`], so its address names it. `None` when it does not compile.
+pub fn compiled(schema: &'static Value) -> Option<&'static Schema> {
+    type Cache = std::collections::BTreeMap<usize, Option<&'static Schema>>;
     static CACHE: OnceLock<std::sync::Mutex<Cache>> = OnceLock::new();
     let mut cache = crate::sync::lock(CACHE.get_or_init(Default::default));
     *cache
-        .entry((path.to_string(), method.to_string(), name.to_string()))
+        .entry(std::ptr::from_ref(schema) as usize)
         .or_insert_with(|| {
             Schema::compile(schema)
                 .ok()

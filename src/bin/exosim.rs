@@ -114,7 +114,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    println!("exosim: listening on http://{}/v2", listener.local_addr()?);
+    println!("exosim: listening on http://{local}/v2");
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

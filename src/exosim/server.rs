@@ -1,8 +1,7 @@
 //! The HTTP side: one handler that checks, counts, delays, faults, validates and routes.
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,7 +16,7 @@ use super::Sim;
 use super::faults::{self, Action, Fault, Latency};
 use super::world::{Effect, SimInstance, World, now_ms};
 use crate::cloud::exoscale::{signing, wire};
-use crate::openapi::{self, Schema};
+use crate::openapi;
 use crate::sync::lock;
 
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -26,6 +25,14 @@ pub fn router(sim: Arc<Sim>) -> Router {
 
 fn message(status: StatusCode, text: impl Into<String>) -> Response {
     (status, axum::Json(json!({"message": text.into()}))).into_response()
+}
+
+/// A request the spec does not allow: 400 with every problem, and recorded among the
+/// violations `/_sim/state` lists.
+fn off_spec(sim: &Sim, what: String, problems: Vec<String>) -> Response {
+    let text = format!("{what}: {}", problems.join("; "));
+    lock(&sim.world).violations.push(text.clone());
+    message(StatusCode::BAD_REQUEST, text)
 }
 
 /// A route of the spec: its path template, and the values of its parameters.
@@ -66,25 +73,6 @@ fn route(path: &str) -> Option<Route> {
         template,
         param: param.to_string(),
     })
-}
-
-/// The compiled request and answer schemas of one route.
-type Schemas = (Option<Schema>, Option<Schema>);
-
-/// Compiled once per (path template, method) and kept for the process's life.
-fn schemas(template: &'static str, method: &str) -> &'static Schemas {
-    static CACHE: OnceLock<std::sync::Mutex<BTreeMap<(String, String), &'static Schemas>>> =
-        OnceLock::new();
-    let mut cache = lock(CACHE.get_or_init(Default::default));
-    let compile = |s: Option<&Value>| s.and_then(|s| Schema::compile(s).ok());
-    cache
-        .entry((template.to_string(), method.to_string()))
-        .or_insert_with(|| {
-            Box::leak(Box::new((
-                compile(openapi::request_schema(template, method)),
-                compile(openapi::response_schema(template, method)),
-            )))
-        })
 }
 
 async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
@@ -135,12 +123,11 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     }
     if let Err(problems) = openapi::check_parameters(route.template, &method, &route.param, &query)
     {
-        let text = format!(
-            "{op_id}: parameters do not match the spec: {}",
-            problems.join("; ")
+        return off_spec(
+            &sim,
+            format!("{op_id}: parameters do not match the spec"),
+            problems,
         );
-        lock(&sim.world).violations.push(text.clone());
-        return message(StatusCode::BAD_REQUEST, text);
     }
     let host = parts
         .headers
@@ -180,7 +167,8 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         return resp;
     }
 
-    let (req_schema, resp_schema) = schemas(route.template, &method);
+    let req_schema = openapi::request_schema(route.template, &method).and_then(openapi::compiled);
+    let resp_schema = openapi::response_schema(route.template, &method).and_then(openapi::compiled);
     let body: Value = if bytes.is_empty() {
         Value::Null
     } else {
@@ -197,12 +185,11 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     if let Some(schema) = req_schema
         && let Err(errors) = schema.check(&body)
     {
-        let text = format!(
-            "{op_id}: request body does not match the spec: {}",
-            errors.join("; ")
+        return off_spec(
+            &sim,
+            format!("{op_id}: request body does not match the spec"),
+            errors,
         );
-        lock(&sim.world).violations.push(text.clone());
-        return message(StatusCode::BAD_REQUEST, text);
     }
 
     let fail = fault == Some(Action::Fail);
@@ -865,7 +852,8 @@ mod tests {
                 openapi::operation_id(template, method).is_some(),
                 "{method} {template} is not in the spec"
             );
-            let (req, resp) = schemas(template, method);
+            let req = openapi::request_schema(template, method).and_then(openapi::compiled);
+            let resp = openapi::response_schema(template, method).and_then(openapi::compiled);
             assert_eq!(
                 req.is_some(),
                 openapi::request_schema(template, method).is_some(),
