@@ -147,11 +147,13 @@ pub fn parse(header: &str) -> Option<Parsed> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn verify_accepts_the_signature_and_nothing_else() {
-        let sig = super::signature("s3cret", "GET", "/v2/zone", &["1"], b"", 100);
+        let sig = signature("s3cret", "GET", "/v2/zone", &["1"], b"", 100);
         let check = |secret: &str, expires, signature: &str| {
-            super::verify(secret, "GET", "/v2/zone", &["1"], b"", expires, signature)
+            verify(secret, "GET", "/v2/zone", &["1"], b"", expires, signature)
         };
         assert!(check("s3cret", 100, &sig));
         assert!(!check("s3cret", 101, &sig));
@@ -159,8 +161,6 @@ mod tests {
         assert!(!check("s3cret", 100, "not base64!"));
         assert!(!check("s3cret", 100, ""));
     }
-
-    use super::*;
 
     // The vector Exoscale's own SDKs test against.
     fn key() -> String {
