@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Backup, Store};
+use crate::config::Backup;
+use crate::store::Settings as Store;
 
 /// Where cloud-init puts the file on the host.
 pub const PATH: &str = "/etc/baton/agent.toml";

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::schedule::Schedule;
+use crate::store::Settings as StoreSettings;
 
 /// The default `-c/--config` of every operator command.
 pub const DEFAULT_PATH: &str = "baton.toml";
@@ -40,7 +41,7 @@ pub struct Config {
     pub ssh: Ssh,
     #[serde(default)]
     pub tls: Tls,
-    pub store: Store,
+    pub store: StoreSettings,
     #[serde(default)]
     pub bundle: Bundle,
     #[serde(default)]
@@ -115,16 +116,6 @@ impl Default for Tls {
             ca_key: PathBuf::from("keys/tls-ca.key"),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Store {
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -646,7 +637,7 @@ impl Validator {
         }
     }
 
-    fn check_store(&mut self, store: &Store) {
+    fn check_store(&mut self, store: &StoreSettings) {
         let url = &store.url;
         if let Some(rest) = url.strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or("");

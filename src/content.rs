@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::layout::{self, SITE_MANIFEST as MANIFEST, SITE_OBJECTS as OBJECTS};
 use crate::store::{ObjectStore, StoreError};
 
-pub const MANIFEST: &str = "site/manifest.json";
-pub const OBJECTS: &str = "site/objects/";
 /// On the server: `<dir>/current` points at `releases/<id>`.
 const CURRENT: &str = "current";
 const RELEASES: &str = "releases";
@@ -233,7 +232,7 @@ pub async fn publish(
         report.uploaded_bytes += new.files[*path].size;
         if !dry_run {
             store
-                .put_file(&format!("{OBJECTS}{sha}"), &paths[*path])
+                .put_file(&layout::site_object(sha), &paths[*path])
                 .await?;
         }
     }
@@ -243,7 +242,7 @@ pub async fn publish(
     for sha in stored.iter().filter(|s| !wanted.contains_key(s.as_str())) {
         report.deleted_objects += 1;
         if !dry_run {
-            store.delete(&format!("{OBJECTS}{sha}")).await?;
+            store.delete(&layout::site_object(sha)).await?;
         }
     }
     Ok(report)
@@ -350,7 +349,7 @@ async fn fill(
             reused += 1;
             continue;
         }
-        let key = format!("{OBJECTS}{}", entry.sha256);
+        let key = layout::site_object(&entry.sha256);
         let got = store
             .get_to_file(&key, &dest)
             .await?

@@ -17,6 +17,7 @@ pub mod content;
 pub mod error;
 pub mod exosim;
 pub mod fsutil;
+pub mod generation;
 pub mod identity;
 pub mod openapi;
 pub mod remote;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{ObjectStore, StoreError};
 
-pub const KEY: &str = "state.json";
+use crate::store::layout::STATE as KEY;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SiteState {

@@ -115,10 +115,7 @@ async fn status_and_plan_of_a_running_site() {
     site.put_json("state.json", state).await;
     let stamp = chrono::Utc::now() - chrono::Duration::minutes(5);
     site.store
-        .put(
-            &baton::backup::manifest::manifest_key(&stamp, 1),
-            b"{}".to_vec(),
-        )
+        .put(&baton::store::layout::manifest(&stamp, 1), b"{}".to_vec())
         .await
         .unwrap();
     site.put_json("journal/swap-2.json", json!({"phase": "running"}))

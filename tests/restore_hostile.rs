@@ -15,7 +15,7 @@ use std::process::Command;
 
 use baton::agent_config::AgentConfig;
 use baton::backup::Host;
-use baton::backup::manifest::{self, Archive, Block, FileEntry, Manifest};
+use baton::backup::manifest::{Archive, Block, FileEntry, Manifest};
 use baton::backup::restore::{RestoreReport, catch_up, restore};
 use baton::store::ObjectStore;
 use proptest::prelude::*;
@@ -118,7 +118,7 @@ impl Sandbox {
     /// Puts a manifest at the `n`th second (a larger `n` is newer).
     fn put_manifest(&self, n: u32, m: &Manifest) {
         let t = chrono::DateTime::from_timestamp(1_800_000_000 + i64::from(n), 0).unwrap();
-        let key = manifest::manifest_key(&t, m.generation);
+        let key = baton::store::layout::manifest(&t, m.generation);
         self.put(&key, &serde_json::to_vec(m).unwrap());
     }
 
@@ -142,7 +142,7 @@ impl Sandbox {
             .iter()
             .map(|f| {
                 let bytes = format!("{ulid}/{f}").into_bytes();
-                let key = format!("{}{ulid}/{f}", manifest::BLOCKS);
+                let key = baton::store::layout::block_file(&ulid, f);
                 // A file store cannot hold both `chunks` and `chunks/000001`: the one
                 // that fails is simply missing, as it may be in a hostile store.
                 if baton::store::check_key(&key).is_ok() {

@@ -6,11 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub const MANIFESTS: &str = "backups/manifests/";
-pub const BLOCKS: &str = "backups/blocks/";
-pub const ARCHIVES: &str = "backups/archives/";
-/// Written after a block's `meta.json`: the block is complete in the store.
-pub const BLOCK_INDEX: &str = ".baton-block.json";
+use crate::store::layout::{self, ARCHIVES};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -134,29 +130,8 @@ impl Manifest {
 
 impl Block {
     pub fn key(&self, file: &FileEntry) -> String {
-        format!("{BLOCKS}{}/{}", self.ulid, file.path)
+        layout::block_file(&self.ulid, &file.path)
     }
-}
-
-pub fn block_index_key(ulid: &str) -> String {
-    format!("{BLOCKS}{ulid}/{BLOCK_INDEX}")
-}
-
-/// `backups/manifests/20261122T101500.123Z-g7.json`: names sort by time.
-pub fn manifest_key(created: &chrono::DateTime<chrono::Utc>, generation: u64) -> String {
-    format!(
-        "{MANIFESTS}{}-g{generation}.json",
-        created.format("%Y%m%dT%H%M%S%.3fZ")
-    )
-}
-
-/// The time a manifest key names, if it is one of ours.
-pub fn manifest_time(key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let name = key.strip_prefix(MANIFESTS)?;
-    let stamp = name.split('-').next()?;
-    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
-        .ok()
-        .map(|t| t.and_utc())
 }
 
 /// A ULID: 26 Crockford base32 characters (what Prometheus names blocks).
@@ -172,14 +147,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn manifest_keys_sort_by_time_and_parse_back() {
+    fn manifest_keys_sort_by_time_and_ulids_are_checked() {
         let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:15:00.123Z")
             .unwrap()
             .to_utc();
-        let key = manifest_key(&t, 7);
-        assert_eq!(key, "backups/manifests/20261122T101500.123Z-g7.json");
-        assert_eq!(manifest_time(&key), Some(t));
-        let later = manifest_key(&(t + chrono::Duration::seconds(1)), 3);
+        let key = layout::manifest(&t, 7);
+        let later = layout::manifest(&(t + chrono::Duration::seconds(1)), 3);
         assert!(later > key);
         assert!(
             is_ulid("01HZX3K5V0J9W8Q7E6R5T4Y3M2")

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::manifest::{self, MANIFESTS, Manifest};
+use super::manifest::{self, Manifest};
 use super::{BackupError, Host, HostLock, RestoreMarker, io, marker_path};
 use crate::agent_config::AgentConfig;
 use crate::store::ObjectStore;
+use crate::store::layout::MANIFESTS;
 
 /// Downloads in flight at once: they stream to disk, so this costs sockets, not memory.
 const PARALLEL_DOWNLOADS: usize = 8;

@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::BackupError;
-use super::manifest::{self, ARCHIVES, BLOCK_INDEX, BLOCKS, MANIFESTS, Manifest};
+use super::manifest::Manifest;
 use crate::config::Backup as Retention;
 use crate::store::ObjectStore;
+use crate::store::layout::{self, ARCHIVES, BLOCK_INDEX, BLOCKS, MANIFESTS};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PrunePlan {
@@ -51,7 +52,7 @@ pub async fn plan(store: &dyn ObjectStore, r: &Retention) -> Result<PrunePlan, B
     let listed = store.list(MANIFESTS).await?;
     let times: Vec<(String, DateTime<Utc>)> = listed
         .iter()
-        .filter_map(|o| manifest::manifest_time(&o.key).map(|t| (o.key.clone(), t)))
+        .filter_map(|o| layout::manifest_time(&o.key).map(|t| (o.key.clone(), t)))
         .collect();
     let keep = choose(&times, r);
     let delete_manifests: Vec<String> = times
@@ -85,11 +86,7 @@ pub async fn plan(store: &dyn ObjectStore, r: &Retention) -> Result<PrunePlan, B
     let mut index_first = Vec::new();
     let mut rest = Vec::new();
     for o in store.list(BLOCKS).await? {
-        let ulid = o.key[BLOCKS.len()..]
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let ulid = layout::block_of(&o.key).unwrap_or("").to_string();
         if named_blocks.contains(&ulid) {
             continue;
         }
@@ -131,7 +128,7 @@ mod tests {
             .to_utc()
             + chrono::Duration::hours(h)
             + chrono::Duration::minutes(m);
-        (manifest::manifest_key(&t, 1), t)
+        (layout::manifest(&t, 1), t)
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::time::Instant;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::manifest::{self, ARCHIVES, Archive, Block, FileEntry, Manifest};
+use super::manifest::{self, Archive, Block, FileEntry, Manifest};
 use super::prometheus::Tsdb;
 use super::{BackupError, Host, HostLock, Refusal, io, may_upload, sha256_file};
 use crate::agent_config::AgentConfig;
+use crate::store::layout;
 use crate::store::{Created, ObjectStore};
 
 /// Transfers in flight at once: enough to fill a link, few enough to bound memory.
@@ -148,7 +149,7 @@ pub async fn backup(
         blocks,
         archives,
     };
-    let key = manifest::manifest_key(&now, config.generation);
+    let key = layout::manifest(&now, config.generation);
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Internal {
         doing: "encoding the manifest",
         reason: e.to_string(),
@@ -193,7 +194,7 @@ async fn stored_block(
     ulid: &str,
 ) -> Result<Option<Vec<FileEntry>>, BackupError> {
     Ok(store
-        .get(&manifest::block_index_key(ulid))
+        .get(&layout::block_index(ulid))
         .await?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
@@ -204,7 +205,7 @@ async fn upload_block(
     ulid: &str,
     dir: &Path,
 ) -> Result<(Block, u64), BackupError> {
-    let index_key = manifest::block_index_key(ulid);
+    let index_key = layout::block_index(ulid);
     let names = files_in(dir)?;
     let dir_owned = dir.to_path_buf();
     let files: Vec<FileEntry> = futures_util::stream::iter(names)
@@ -272,7 +273,7 @@ async fn upload_archive(
             reason: e.to_string(),
         })??;
     let (size, sha256) = sha256_file(&packed)?;
-    let key = format!("{ARCHIVES}{sha256}.tar.gz");
+    let key = layout::archive(&sha256);
     let stored = store
         .list(&key)
         .await?

@@ -13,7 +13,7 @@ use crate::swap::lock::{DeployLock, Holder};
 use crate::swap::overview::gather;
 
 /// Objects the swap uploads (binary, bundle), named by content hash.
-pub const ARTIFACTS: &str = "artifacts/";
+use crate::store::layout::ARTIFACTS;
 
 #[derive(Debug, Default, Serialize)]
 struct GcPlan {
@@ -65,7 +65,7 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
             .filter(|n| n.starts_with(&prefix))
             .collect();
         let mut journals = String::new();
-        for o in store.list(crate::swap::saga::JOURNALS).await? {
+        for o in store.list(crate::store::layout::JOURNALS).await? {
             if let Some(b) = store.get(&o.key).await? {
                 journals.push_str(&String::from_utf8_lossy(&b));
             }

@@ -115,7 +115,7 @@ pub(crate) fn next_generation(active: Option<u64>) -> Result<u64, Error> {
         Error::bad_input(
             format!(
                 "{} names generation {}, after which there is none",
-                crate::state::KEY,
+                crate::store::layout::STATE,
                 u64::MAX
             ),
             "state.json was not written by baton: restore it from a good copy",

@@ -12,8 +12,9 @@ use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Error;
 use crate::store::ObjectStore;
+use crate::store::layout::JOURNALS;
 use crate::swap::lock::{DeployLock, Holder, Lease, LockError};
-use crate::swap::saga::{JOURNALS, Journal, Outcome, Phase, Saga, StepTime};
+use crate::swap::saga::{Journal, Outcome, Phase, Saga, StepTime};
 use crate::swap::steps::{self, Ctx, SwapState};
 
 /// The lease outlives a crashed swap by at most this (a dead holder on this machine is
@@ -51,7 +52,7 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         .await;
     }
     let config = Config::load(&args.config.path)?;
-    let deploy_key = super::render::deploy_key(&config)?;
+    let deploy_key = crate::generation::deploy_key(&config)?;
     // A resumed or aborted swap may be past needing these; a new one must not start
     // without them (nothing uploaded yet, nothing to undo).
     if !args.resume && !args.abort {

@@ -6,6 +6,7 @@
 //! manifests avoid ever overwriting anything).
 
 pub mod fs;
+pub mod layout;
 pub mod s3;
 
 use std::path::Path;
@@ -13,7 +14,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Store as StoreConfig;
+use serde::{Deserialize, Serialize};
+
+/// `[store]` in baton.toml and in the agent's config: where the store is and how to reach
+/// it. Credentials are never here; they come from the environment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `s3://bucket/prefix` or `file:///absolute/path`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -99,13 +113,13 @@ pub trait ObjectStore: Send + Sync {
 }
 
 /// Opens the store a config names. S3 credentials come from the environment only.
-pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>, StoreError> {
+pub async fn open(config: &Settings) -> Result<Arc<dyn ObjectStore>, StoreError> {
     open_with(config, &|var| std::env::var(var).ok()).await
 }
 
 /// Opens the store with credentials looked up in `env`.
 pub async fn open_with(
-    config: &StoreConfig,
+    config: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if let Some(path) = config.url.strip_prefix("file://") {

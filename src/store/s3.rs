@@ -20,8 +20,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
+use super::Settings as StoreConfig;
 use super::{Created, Downloaded, ObjectMeta, ObjectStore, StoreError, check_key};
-use crate::config::Store as StoreConfig;
 
 /// Files above this go up in parts, so memory stays at one part per transfer.
 pub const MULTIPART_THRESHOLD: u64 = 16 << 20;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, unix_seconds};
 use crate::store::{Created, ObjectStore, StoreError};
 
-pub const PREFIX: &str = "lock/";
+use crate::store::layout::{self, LOCKS as PREFIX};
 
 /// No lease baton writes runs further ahead than this (its longest TTL is 10 minutes; the
 /// rest is room for clocks that disagree): one that does was not written by baton, and
@@ -127,24 +127,10 @@ pub struct DeployLock {
     pub poll: Duration,
 }
 
-fn key(epoch: u64) -> String {
-    format!("{PREFIX}{epoch:012}")
-}
-
-/// The epoch a lock object's key names; `None` for anything else under the prefix (a
-/// stray object must not be taken for the head, nor break the lock).
-fn epoch_of(key: &str) -> Option<u64> {
-    let digits = key.strip_prefix(PREFIX)?;
-    if digits.len() < 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 fn next(epoch: u64) -> Result<u64, LockError> {
-    epoch
-        .checked_add(1)
-        .ok_or_else(|| LockError::Exhausted { key: key(epoch) })
+    epoch.checked_add(1).ok_or_else(|| LockError::Exhausted {
+        key: layout::lock(epoch),
+    })
 }
 
 fn rfc3339(unix: u64) -> String {
@@ -170,7 +156,7 @@ impl DeployLock {
         let Some(epoch) = self.highest().await? else {
             return Ok(None);
         };
-        let Some(bytes) = self.store.get(&key(epoch)).await? else {
+        let Some(bytes) = self.store.get(&layout::lock(epoch)).await? else {
             return Ok(None); // deleted between list and get: treat as free; create_new decides
         };
         let now = unix_seconds(self.clock.now());
@@ -183,7 +169,7 @@ impl DeployLock {
     }
 
     fn void(epoch: u64, what: &str) -> Lease {
-        tracing::warn!("lock object {} is {what}: ignored", key(epoch));
+        tracing::warn!("lock object {} is {what}: ignored", layout::lock(epoch));
         Lease {
             epoch,
             holder: format!("(ignored: {what})"),
@@ -210,10 +196,13 @@ impl DeployLock {
 
     async fn create(&self, lease: &Lease) -> Result<Created, LockError> {
         let bytes = serde_json::to_vec_pretty(lease).map_err(|e| LockError::Corrupt {
-            key: key(lease.epoch),
+            key: layout::lock(lease.epoch),
             reason: e.to_string(),
         })?;
-        Ok(self.store.create_new(&key(lease.epoch), bytes).await?)
+        Ok(self
+            .store
+            .create_new(&layout::lock(lease.epoch), bytes)
+            .await?)
     }
 
     /// Whether `epoch` is the highest: a slow contender can re-create an epoch that a
@@ -222,7 +211,7 @@ impl DeployLock {
         if self.highest().await? == Some(epoch) {
             return Ok(true);
         }
-        let _ = self.store.delete(&key(epoch)).await;
+        let _ = self.store.delete(&layout::lock(epoch)).await;
         Ok(false)
     }
 
@@ -233,7 +222,7 @@ impl DeployLock {
             .list(PREFIX)
             .await?
             .into_iter()
-            .filter_map(|o| epoch_of(&o.key))
+            .filter_map(|o| layout::lock_epoch(&o.key))
             .max())
     }
 
@@ -241,7 +230,7 @@ impl DeployLock {
         if let Ok(list) = self.store.list(PREFIX).await {
             for o in list
                 .into_iter()
-                .filter(|o| epoch_of(&o.key).is_some_and(|e| e < epoch))
+                .filter(|o| layout::lock_epoch(&o.key).is_some_and(|e| e < epoch))
             {
                 let _ = self.store.delete(&o.key).await; // stale epochs: harmless if left
             }

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::lock::{DeployLock, Lease};
-use super::saga::JOURNALS;
-use crate::backup::manifest::{MANIFESTS, manifest_time};
 use crate::cloud::{Cloud, CloudError, Instance, LABEL_GENERATION, LABEL_SITE};
 use crate::config::Config;
 use crate::state::{self, SiteState, StateError};
+use crate::store::layout::{JOURNALS, MANIFESTS, manifest_time};
 use crate::store::{ObjectStore, StoreError};
 
 #[derive(Debug, Clone, Serialize)]

@@ -14,8 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Created, ObjectStore, StoreError};
 
-pub const JOURNALS: &str = "journal/";
-
 /// What a step failing says: a message the user reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -128,7 +126,7 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
     }
 
     pub fn journal_key(id: &str) -> String {
-        format!("{JOURNALS}{id}.json")
+        crate::store::layout::journal(id)
     }
 
     fn encode(&self, j: &Journal<S>) -> Result<Vec<u8>, StoreError> {

@@ -16,11 +16,11 @@ use zeroize::Zeroizing;
 use super::saga::{Step, StepError};
 use crate::cloud::{Cloud, InstanceSpec};
 use crate::cloudinit::AgentBinary;
-use crate::commands::gc::ARTIFACTS;
 use crate::config::Config;
 use crate::remote::{Connector, ExecOutput, RemoteHost, SshTarget, quote};
 use crate::state::{self, Active};
 use crate::store::ObjectStore;
+use crate::store::layout;
 
 /// What the journal keeps of a swap.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -156,7 +156,7 @@ impl Ctx {
         let url = self
             .store
             .download_url(
-                &format!("{ARTIFACTS}{binary}"),
+                &layout::artifact(&binary),
                 self.config.swap.boot_timeout + Duration::from_secs(3600),
             )
             .await
@@ -165,7 +165,7 @@ impl Ctx {
             url,
             sha256: binary,
         };
-        let rendered = crate::commands::render::render(
+        let rendered = crate::generation::render(
             &self.config,
             s.generation,
             Some(&agent),
@@ -328,7 +328,7 @@ async fn ensure_artifact<F>(
 where
     F: std::future::Future<Output = Result<(), crate::store::StoreError>>,
 {
-    let key = format!("{ARTIFACTS}{sha}");
+    let key = layout::artifact(&sha);
     let present = ctx
         .store
         .list(&key)

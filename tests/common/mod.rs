@@ -156,7 +156,7 @@ pub fn file_store(
     tokio::runtime::Runtime,
     std::sync::Arc<dyn baton::store::ObjectStore>,
 ) {
-    let config = baton::config::Store {
+    let config = baton::store::Settings {
         url: format!("file://{}", dir.display()),
         endpoint: None,
         region: None,
