@@ -142,7 +142,7 @@ impl Sandbox {
             .iter()
             .map(|f| {
                 let bytes = format!("{ulid}/{f}").into_bytes();
-                let key = baton::store::layout::block_file(&ulid, f);
+                let key = baton::store::layout::block_file(ulid, f);
                 // A file store cannot hold both `chunks` and `chunks/000001`: the one
                 // that fails is simply missing, as it may be in a hostile store.
                 if baton::store::check_key(&key).is_ok() {

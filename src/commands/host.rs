@@ -116,7 +116,7 @@ async fn up(args: &HostArgs, sha256: &str, command: &str) -> Result<(), Error> {
     if dir.exists() {
         println!("bundle {} already unpacked", &sha256[..12]);
     } else {
-        let key = crate::store::layout::artifact(&sha256);
+        let key = crate::store::layout::artifact(sha256);
         // Streamed to a file beside its target and hashed on the way: never in memory.
         let parent = ctx.host.path(Path::new(BUNDLES));
         crate::fsutil::create_dir_all(&parent)?;

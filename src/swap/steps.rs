@@ -328,7 +328,7 @@ async fn ensure_artifact<F>(
 where
     F: std::future::Future<Output = Result<(), crate::store::StoreError>>,
 {
-    let key = layout::artifact(&sha);
+    let key = layout::artifact(sha);
     let present = ctx
         .store
         .list(&key)
