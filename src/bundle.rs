@@ -31,6 +31,17 @@ pub enum BundleError {
     Unpack { target: PathBuf, reason: String },
 }
 
+impl crate::error::Classify for BundleError {
+    fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            BundleError::Unreadable { .. }
+                | BundleError::Unsupported { .. }
+                | BundleError::Empty { .. }
+        )
+    }
+}
+
 /// A zip in a temporary file (deleted with this value) and its sha256: bundles are
 /// streamed from disk to disk, so their size costs no memory.
 pub struct Bundle {

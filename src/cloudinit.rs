@@ -53,6 +53,16 @@ pub enum UserDataError {
     Identity(#[from] IdentityError),
 }
 
+impl crate::error::Classify for UserDataError {
+    fn is_bad_input(&self) -> bool {
+        match self {
+            UserDataError::TooLarge { .. } => true,
+            UserDataError::Identity(e) => e.is_bad_input(),
+            UserDataError::Encode(_) => false,
+        }
+    }
+}
+
 /// Where the new host fetches the baton binary from, and what it must hash to.
 #[derive(Debug, Clone)]
 pub struct AgentBinary {

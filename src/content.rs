@@ -53,6 +53,16 @@ pub enum ContentError {
     },
 }
 
+impl crate::error::Classify for ContentError {
+    fn is_bad_input(&self) -> bool {
+        match self {
+            ContentError::Local { .. } => true,
+            ContentError::Store(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContentError {
     let path = path.to_path_buf();
     move |source| ContentError::Io {

@@ -7,6 +7,7 @@ use crate::config::ConfigError;
 use crate::fsutil::FileError;
 use crate::identity::IdentityError;
 use crate::store::StoreError;
+use crate::swap::journal::JournalError;
 use crate::swap::lock::LockError;
 use crate::swap::overview::OverviewError;
 
@@ -39,6 +40,8 @@ pub enum Error {
     Content(#[from] crate::content::ContentError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]
     Failed(String),
@@ -59,32 +62,47 @@ impl Error {
     }
 
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::BadInput { .. } => EXIT_BAD_INPUT,
-            Error::Swap { code, .. } => *code,
-            Error::Bundle(
-                crate::bundle::BundleError::Unreadable { .. }
-                | crate::bundle::BundleError::Unsupported { .. }
-                | crate::bundle::BundleError::Empty { .. },
-            ) => EXIT_BAD_INPUT,
-            Error::Content(crate::content::ContentError::Local { .. }) => EXIT_BAD_INPUT,
-            Error::UserData(UserDataError::TooLarge { .. }) => EXIT_BAD_INPUT,
-            Error::Identity(IdentityError::Load { .. }) => EXIT_BAD_INPUT,
-            Error::Backup(BackupError::TargetNotEmpty { .. }) => EXIT_BAD_INPUT,
-            // The same cloud or store error means the same thing from every command,
-            // however deep it was wrapped (status and swap once disagreed on a 403).
-            Error::Store(e)
-            | Error::Overview(OverviewError::Store(e))
-            | Error::Lock(LockError::Store(e))
-            | Error::Backup(BackupError::Store(e))
-                if e.is_bad_input() =>
-            {
-                EXIT_BAD_INPUT
-            }
-            Error::Cloud(e) | Error::Overview(OverviewError::Cloud(e)) if e.is_bad_input() => {
-                EXIT_BAD_INPUT
-            }
-            _ => EXIT_FAILED,
+        let bad_input = match self {
+            Error::BadInput { .. } => true,
+            Error::Swap { code, .. } => return *code,
+            Error::Failed(_) => false,
+            Error::Config(e) => e.is_bad_input(),
+            Error::Identity(e) => e.is_bad_input(),
+            Error::UserData(e) => e.is_bad_input(),
+            Error::File(e) => e.is_bad_input(),
+            Error::Backup(e) => e.is_bad_input(),
+            Error::Store(e) => e.is_bad_input(),
+            Error::Cloud(e) => e.is_bad_input(),
+            Error::Overview(e) => e.is_bad_input(),
+            Error::Bundle(e) => e.is_bad_input(),
+            Error::Content(e) => e.is_bad_input(),
+            Error::Lock(e) => e.is_bad_input(),
+            Error::Journal(e) => e.is_bad_input(),
+        };
+        if bad_input {
+            EXIT_BAD_INPUT
+        } else {
+            EXIT_FAILED
         }
+    }
+}
+
+/// Each library error says whether it is the user's input to fix (exit 2, nothing was
+/// touched) or a failure (exit 1). An error that wraps another asks it, so the same cloud
+/// or store error means the same thing from every command however deep it is wrapped
+/// (status and swap once disagreed on a 403).
+pub trait Classify {
+    fn is_bad_input(&self) -> bool;
+}
+
+impl Classify for ConfigError {
+    fn is_bad_input(&self) -> bool {
+        true
+    }
+}
+
+impl Classify for FileError {
+    fn is_bad_input(&self) -> bool {
+        false
     }
 }

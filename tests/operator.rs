@@ -296,6 +296,24 @@ async fn status_without_cloud_credentials_names_them() {
     );
 }
 
+/// A finished swap's journal, as the saga writes it.
+fn journal(generation: u64, binary: &str, bundle: &str) -> Value {
+    let j = baton::swap::saga::Journal {
+        id: format!("{generation}-a"),
+        phase: baton::swap::saga::Phase::Done,
+        done: vec![],
+        state: baton::swap::steps::SwapState {
+            site: "blog".into(),
+            generation,
+            binary_sha256: Some(binary.into()),
+            bundle_sha256: Some(bundle.into()),
+            ..Default::default()
+        },
+        problems: vec![],
+    };
+    serde_json::to_value(j).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
     let site = Site::new();
@@ -314,24 +332,28 @@ async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
             .await
             .unwrap();
     }
-    site.store
-        .put("artifacts/aaaa", b"binary in use".to_vec())
-        .await
-        .unwrap();
-    site.store
-        .put("artifacts/bbbb", b"old bundle".to_vec())
-        .await
-        .unwrap();
-    site.put_json(
-        "journal/swap-3.json",
-        json!({"phase": "done", "state": {"binary": "aaaa"}}),
-    )
-    .await;
+    for (sha, what) in [
+        ("aaaa", "binary in use"),
+        ("bbbb", "generation 2's bundle"),
+        ("cccc", "named by no journal"),
+    ] {
+        site.store
+            .put(&format!("artifacts/{sha}"), what.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    // Every swap's journal names its artifacts: once gc kept all of them for as long as
+    // any journal named them, which was forever.
+    site.put_json("journal/2-a.json", journal(2, "bbbb", "bbbb"))
+        .await;
+    site.put_json("journal/3-a.json", journal(3, "aaaa", "aaaa"))
+        .await;
 
     let plan = site.json(&["gc", "--dry-run"]);
     assert_eq!(
         plan,
-        json!({"instances": [orphan.id], "ssh_keys": ["baton-blog-2"], "artifacts": ["artifacts/bbbb"]})
+        json!({"instances": [orphan.id], "ssh_keys": ["baton-blog-2"],
+               "artifacts": ["artifacts/bbbb", "artifacts/cccc"], "journals": []})
     );
     assert_eq!(
         site.sim.state().await["instances"]
@@ -360,6 +382,7 @@ async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
     assert_eq!(keys, ["personal"]);
     assert!(site.store.get("artifacts/aaaa").await.unwrap().is_some());
     assert!(site.store.get("artifacts/bbbb").await.unwrap().is_none());
+    assert!(site.store.get("artifacts/cccc").await.unwrap().is_none());
     // The lock it held is released.
     let lock = baton::swap::lock::DeployLock::new(
         site.store.clone(),
@@ -393,5 +416,47 @@ async fn gc_refuses_while_a_swap_is_unfinished() {
             .unwrap()
             .is_some(),
         "gc deleted an instance of an unfinished swap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_prunes_finished_journals_beyond_the_retention() {
+    let site = Site::new();
+    let active = site.instance(12).await;
+    let state = json!({"version": 1, "active": {"generation": 12, "instance": active.id, "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
+    site.put_json("state.json", state).await;
+    for g in 1..=12 {
+        let sha = format!("{g:04}");
+        site.store
+            .put(&format!("artifacts/{sha}"), b"x".to_vec())
+            .await
+            .unwrap();
+        site.put_json(&format!("journal/{g}-a.json"), journal(g, &sha, &sha))
+            .await;
+    }
+    ok(site.baton(&["gc"]));
+    let left: Vec<String> = site
+        .store
+        .list("journal/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(left.len(), baton::swap::journal::KEEP_FINISHED, "{left:?}");
+    assert!(!left.contains(&"journal/1-a.json".to_string()), "{left:?}");
+    assert!(!left.contains(&"journal/2-a.json".to_string()), "{left:?}");
+    let artifacts: Vec<String> = site
+        .store
+        .list("artifacts/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        artifacts,
+        ["artifacts/0012"],
+        "only the active generation's are kept"
     );
 }

@@ -84,6 +84,16 @@ pub enum BackupError {
     TargetNotEmpty { target: PathBuf },
 }
 
+impl crate::error::Classify for BackupError {
+    fn is_bad_input(&self) -> bool {
+        match self {
+            BackupError::TargetNotEmpty { .. } => true,
+            BackupError::Store(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
 pub(crate) fn io<'a>(
     action: &'static str,
     path: &'a Path,

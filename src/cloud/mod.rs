@@ -179,10 +179,10 @@ pub enum CloudError {
     Invalid(String),
 }
 
-impl CloudError {
+impl crate::error::Classify for CloudError {
     /// Credentials, rights or names to fix before anything can be created: exit 2
     /// wherever it surfaces.
-    pub fn is_bad_input(&self) -> bool {
+    fn is_bad_input(&self) -> bool {
         matches!(
             self,
             CloudError::MissingCredentials { .. }

@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::swap::lock::{DeployLock, Holder};
 use crate::swap::overview::gather;
 
-/// Objects the swap uploads (binary, bundle), named by content hash.
 use crate::store::layout::ARTIFACTS;
 
 #[derive(Debug, Default, Serialize)]
@@ -20,6 +19,7 @@ struct GcPlan {
     instances: Vec<String>,
     ssh_keys: Vec<String>,
     artifacts: Vec<String>,
+    journals: Vec<String>,
 }
 
 pub async fn run(args: &GcArgs) -> Result<(), Error> {
@@ -64,22 +64,23 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
             .map(|k| k.name)
             .filter(|n| n.starts_with(&prefix))
             .collect();
-        let mut journals = String::new();
-        for o in store.list(crate::store::layout::JOURNALS).await? {
-            if let Some(b) = store.get(&o.key).await? {
-                journals.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
+        // Finished journals beyond the retention go, and with them the artifacts only
+        // they named: an artifact is kept while an unfinished swap or a generation whose
+        // VM still exists may need it (nothing else reads it again).
+        let journals = crate::swap::journal::list(store.as_ref()).await?;
+        let active: Vec<u64> = overview.active_generation().into_iter().collect();
+        let retention = crate::swap::journal::retention(&journals, &active);
+        plan.journals = retention.expired;
         plan.artifacts = store
             .list(ARTIFACTS)
             .await?
             .into_iter()
             .map(|o| o.key)
-            .filter(|k| !journals.contains(k.trim_start_matches(ARTIFACTS)))
+            .filter(|k| !retention.needed_artifacts.contains(k))
             .collect();
         super::print(args.report.json, &plan, || {
             let mut s = format!(
-                "{} {} instances, {} SSH keys, {} artifacts",
+                "{} {} instances, {} SSH keys, {} artifacts, {} finished journals",
                 if args.dry_run {
                     "would delete"
                 } else {
@@ -87,7 +88,8 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
                 },
                 plan.instances.len(),
                 plan.ssh_keys.len(),
-                plan.artifacts.len()
+                plan.artifacts.len(),
+                plan.journals.len()
             );
             for i in &plan.instances {
                 s.push_str(&format!("\n  instance {i}"));
@@ -95,8 +97,8 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
             for k in &plan.ssh_keys {
                 s.push_str(&format!("\n  SSH key {k}"));
             }
-            for a in &plan.artifacts {
-                s.push_str(&format!("\n  {a}"));
+            for key in plan.artifacts.iter().chain(&plan.journals) {
+                s.push_str(&format!("\n  {key}"));
             }
             s
         });
@@ -109,8 +111,10 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         for k in &plan.ssh_keys {
             cloud.delete_ssh_key(k).await?;
         }
-        for a in &plan.artifacts {
-            store.delete(a).await?;
+        // Artifacts before the journals that name them: a gc cut short then leaves a
+        // journal whose artifacts are gone (harmless, it is finished), never the reverse.
+        for key in plan.artifacts.iter().chain(&plan.journals) {
+            store.delete(key).await?;
         }
         // What swaps left for gc (old instances, keys) is deleted above: the record of it
         // goes too, or `baton status` would list it forever.

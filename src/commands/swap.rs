@@ -12,10 +12,10 @@ use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Error;
 use crate::store::ObjectStore;
-use crate::store::layout::JOURNALS;
+use crate::swap::ctx::Ctx;
 use crate::swap::lock::{DeployLock, Holder, Lease, LockError};
-use crate::swap::saga::{Journal, Outcome, Phase, Saga, StepTime};
-use crate::swap::steps::{self, Ctx, SwapState};
+use crate::swap::saga::{Journal, Outcome, Saga, StepTime};
+use crate::swap::steps::{self, SwapState};
 
 /// The lease outlives a crashed swap by at most this (a dead holder on this machine is
 /// taken over at once); a live swap renews it every third of it.
@@ -139,19 +139,14 @@ async fn unfinished_for(
     args: &SwapArgs,
     store: &dyn ObjectStore,
 ) -> Result<Vec<Journal<SwapState>>, Error> {
-    let unfinished = unfinished(store).await?;
+    let unfinished = crate::swap::journal::unfinished(store).await?;
     if !args.resume && !args.abort && !unfinished.is_empty() {
         return Err(Error::bad_input(
             format!(
                 "an earlier swap did not finish: {}",
                 unfinished
                     .iter()
-                    .map(|j| format!(
-                        "{} (phase {:?}, done: {})",
-                        j.id,
-                        j.phase,
-                        j.done.join(", ")
-                    ))
+                    .map(crate::swap::journal::describe)
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
@@ -276,29 +271,6 @@ async fn initial_state(
         ));
     }
     Ok(state)
-}
-
-/// Journals of swaps that neither finished nor were undone, oldest first. One that failed
-/// only after its commit is finished (what it left is in state.json for `gc`); one that
-/// was interrupted after it is not: `--resume` completes it.
-async fn unfinished(store: &dyn ObjectStore) -> Result<Vec<Journal<SwapState>>, Error> {
-    let mut out = Vec::new();
-    for o in store.list(JOURNALS).await? {
-        let Some(bytes) = store.get(&o.key).await? else {
-            continue;
-        };
-        let j: Journal<SwapState> = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::bad_input(
-                format!("the swap journal {} cannot be read: {e}", o.key),
-                "look at it in the store; delete it only if no swap is running",
-            )
-        })?;
-        let committed = j.done.iter().any(|d| d == "commit");
-        if j.phase == Phase::Running || (j.phase == Phase::NeedsAttention && !committed) {
-            out.push(j);
-        }
-    }
-    Ok(out)
 }
 
 async fn renew(

@@ -30,6 +30,12 @@ pub enum IdentityError {
     },
 }
 
+impl crate::error::Classify for IdentityError {
+    fn is_bad_input(&self) -> bool {
+        matches!(self, IdentityError::Load { .. })
+    }
+}
+
 impl IdentityError {
     pub(crate) fn crypto(action: &'static str, e: impl std::fmt::Display) -> Self {
         IdentityError::Crypto {

@@ -76,9 +76,9 @@ pub enum StoreError {
     NoConditionalWrites { store: String },
 }
 
-impl StoreError {
+impl crate::error::Classify for StoreError {
     /// A URL or credentials to fix first: exit 2 wherever it surfaces.
-    pub fn is_bad_input(&self) -> bool {
+    fn is_bad_input(&self) -> bool {
         matches!(
             self,
             StoreError::BadUrl { .. } | StoreError::MissingCredentials { .. }

@@ -61,6 +61,15 @@ pub enum LockError {
     Exhausted { key: String },
 }
 
+impl crate::error::Classify for LockError {
+    fn is_bad_input(&self) -> bool {
+        match self {
+            LockError::Store(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
 /// Who is asking: shown to whoever finds the lock taken.
 #[derive(Debug, Clone)]
 pub struct Holder {

@@ -1,7 +1,10 @@
 //! The swap: blue/green replacement of the server as a saga under the deploy lock.
 
+pub mod ctx;
+pub mod journal;
 pub mod lock;
 pub mod overview;
 pub mod preflight;
+pub mod probe;
 pub mod saga;
 pub mod steps;

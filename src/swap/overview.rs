@@ -9,7 +9,7 @@ use super::lock::{DeployLock, Lease};
 use crate::cloud::{Cloud, CloudError, Instance, LABEL_GENERATION, LABEL_SITE};
 use crate::config::Config;
 use crate::state::{self, SiteState, StateError};
-use crate::store::layout::{JOURNALS, MANIFESTS, manifest_time};
+use crate::store::layout::{MANIFESTS, manifest_time};
 use crate::store::{ObjectStore, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +39,17 @@ pub enum OverviewError {
     State(#[from] StateError),
     #[error(transparent)]
     Lock(#[from] super::lock::LockError),
+}
+
+impl crate::error::Classify for OverviewError {
+    fn is_bad_input(&self) -> bool {
+        match self {
+            OverviewError::Cloud(e) => e.is_bad_input(),
+            OverviewError::Store(e) => e.is_bad_input(),
+            OverviewError::Lock(e) => e.is_bad_input(),
+            OverviewError::State(_) => false,
+        }
+    }
 }
 
 pub async fn gather(
@@ -87,25 +98,12 @@ pub async fn gather(
     .current()
     .await?
     .filter(|l| !l.released);
-    let mut unfinished = Vec::new();
-    for o in store.list(JOURNALS).await? {
-        if let Some(bytes) = store.get(&o.key).await?
-            && let Ok(j) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && j["phase"] != "done"
-            && j["phase"] != "undone"
-            // Failed after its commit: finished; its leftovers are in state.json.
-            && !(j["phase"] == "needs-attention"
-                && j["done"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|s| s == "commit")))
-        {
-            unfinished.push(format!(
-                "{} ({})",
-                o.key,
-                j["phase"].as_str().unwrap_or("?")
-            ));
-        }
-    }
+    let journals = super::journal::list(store.as_ref()).await?;
+    let unfinished = journals
+        .iter()
+        .filter(|l| l.blocks_others())
+        .map(super::journal::Listed::describe)
+        .collect();
     Ok(Overview {
         site: config.site.name.clone(),
         state,

@@ -52,6 +52,18 @@ pub enum Phase {
     NeedsAttention,
 }
 
+impl Phase {
+    /// As the journal spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Done => "done",
+            Phase::Undone => "undone",
+            Phase::NeedsAttention => "needs-attention",
+        }
+    }
+}
+
 /// The journal: which steps are done, and the state they built.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Journal<S> {

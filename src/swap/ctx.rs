@@ -1,0 +1,196 @@
+//! What the swap's steps share that is not journalled: the clients, baton's deploy key,
+//! the rendered user-data, and running commands on a server over SSH.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use super::saga::StepError;
+use super::steps::SwapState;
+use crate::cloud::Cloud;
+use crate::cloudinit::AgentBinary;
+use crate::config::Config;
+use crate::remote::{Connector, ExecOutput, RemoteHost, SshTarget};
+use crate::store::ObjectStore;
+use crate::store::layout;
+
+/// What the steps share that is not journalled: clients, keys, the user-data.
+pub struct Ctx {
+    pub config: Config,
+    pub cloud: Arc<dyn Cloud>,
+    pub store: Arc<dyn ObjectStore>,
+    pub connector: Arc<dyn Connector>,
+    pub deploy_key: Arc<russh::keys::PrivateKey>,
+    /// Set when the deploy lock was taken over: the commit must not happen.
+    pub lock_lost: Arc<AtomicBool>,
+    /// Detail lines for the progress output (remote output, what is being waited for).
+    pub say: Arc<dyn Fn(String) + Send + Sync>,
+    pub user_data: std::sync::Mutex<Option<Zeroizing<String>>>,
+}
+
+impl Ctx {
+    pub fn new(
+        config: Config,
+        cloud: Arc<dyn Cloud>,
+        store: Arc<dyn ObjectStore>,
+        connector: Arc<dyn Connector>,
+        deploy_key: russh::keys::PrivateKey,
+        say: Arc<dyn Fn(String) + Send + Sync>,
+    ) -> Ctx {
+        Ctx {
+            config,
+            cloud,
+            store,
+            connector,
+            deploy_key: Arc::new(deploy_key),
+            lock_lost: Arc::new(AtomicBool::new(false)),
+            say,
+            user_data: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn target(&self, ip: IpAddr, host_key: &str) -> Result<SshTarget, StepError> {
+        let host_key = ssh_key::PublicKey::from_openssh(host_key)
+            .map_err(|e| StepError(format!("the recorded host key cannot be read: {e}")))?;
+        Ok(SshTarget {
+            addr: SocketAddr::new(ip, self.config.ssh.port),
+            user: self.config.ssh.admin_user.clone(),
+            host_key,
+            client_key: self.deploy_key.clone(),
+        })
+    }
+
+    pub async fn connect_new(
+        &self,
+        s: &SwapState,
+        timeout: Duration,
+    ) -> Result<Box<dyn RemoteHost>, StepError> {
+        let (Some(ip), Some(key)) = (s.public_ip, s.host_key.as_deref()) else {
+            return Err(StepError(
+                "the new instance's address is not known yet".into(),
+            ));
+        };
+        self.connector
+            .connect(&self.target(ip, key)?, timeout)
+            .await
+            .map_err(StepError::new)
+    }
+
+    /// Runs `baton ARGS` as root on `host`, its output shown as it comes; fails with the
+    /// end of its output unless it succeeds.
+    pub async fn baton(
+        &self,
+        host: &dyn RemoteHost,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        self.root(host, &format!("baton {args}"), timeout).await
+    }
+
+    /// Runs a shell `command` as root on `host`, as [`Ctx::baton`] does.
+    pub async fn root(
+        &self,
+        host: &dyn RemoteHost,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let say = self.say.clone();
+        let out = exec_root(host, command, timeout, &move |l: String| say(l)).await?;
+        if out.status == 0 {
+            return Ok(());
+        }
+        let mut tail = out.stderr_tail(8);
+        if tail.is_empty() {
+            tail = out.stdout_tail(8);
+        }
+        Err(StepError(format!(
+            "`sudo -n {command}` exited with {}: {}",
+            out.status,
+            tail.trim()
+        )))
+    }
+
+    /// Renders the new server's identity and user-data (kept in memory, never journalled)
+    /// and records its public host key.
+    pub async fn render(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let binary = s
+            .binary_sha256
+            .clone()
+            .ok_or_else(|| StepError("the binary is not uploaded yet".into()))?;
+        let url = self
+            .store
+            .download_url(
+                &layout::artifact(&binary),
+                self.config.swap.boot_timeout + Duration::from_secs(3600),
+            )
+            .await
+            .map_err(StepError::new)?;
+        let agent = AgentBinary {
+            url,
+            sha256: binary,
+        };
+        let rendered = crate::generation::render(
+            &self.config,
+            s.generation,
+            Some(&agent),
+            self.deploy_key.public_key(),
+        )
+        .map_err(StepError::new)?;
+        s.host_key = Some(
+            crate::identity::ssh::public_openssh(rendered.host_key.public_key())
+                .map_err(StepError::new)?
+                .trim_end()
+                .to_string(),
+        );
+        *crate::sync::lock(&self.user_data) = Some(rendered.user_data.encoded.clone());
+        Ok(())
+    }
+
+    /// The name the health checks ask a new server for (see `identity::tls::origin_name`).
+    pub fn origin(&self) -> String {
+        crate::identity::tls::origin_name(&self.config.site.domain)
+    }
+
+    pub fn https(&self, ip: IpAddr) -> Result<reqwest::Client, StepError> {
+        let pem = std::fs::read(self.config.tls_ca_cert()).map_err(|e| {
+            StepError(format!(
+                "cannot read the TLS CA {}: {e}",
+                self.config.tls_ca_cert().display()
+            ))
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(StepError::new)?;
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve(&self.origin(), SocketAddr::new(ip, 443))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            // Each probe is a new visitor: a kept-alive connection would stay with
+            // whichever server it first reached.
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(StepError::new)
+    }
+}
+
+/// `sudo -n COMMAND` on `host` within `timeout` (cloud-init's sudo rule for the admin user).
+pub async fn exec_root(
+    host: &dyn RemoteHost,
+    command: &str,
+    timeout: Duration,
+    on_line: &(dyn Fn(String) + Send + Sync),
+) -> Result<ExecOutput, StepError> {
+    let command = format!("sudo -n {command}");
+    tokio::time::timeout(timeout, host.exec(&command, on_line))
+        .await
+        .map_err(|_| {
+            StepError(format!(
+                "`{command}` did not finish within {}",
+                humantime::format_duration(timeout)
+            ))
+        })?
+        .map_err(StepError::new)
+}

@@ -1,0 +1,107 @@
+//! Moving the Elastic IP: attach to the new VM, check it, detach the old one.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{SwapState, names};
+use crate::swap::ctx::Ctx;
+use crate::swap::probe::until_generation;
+use crate::swap::saga::{Step, StepError};
+
+pub struct AttachAddress(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for AttachAddress {
+    fn name(&self) -> &'static str {
+        names::ATTACH_ADDRESS
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let id = s
+            .instance_id
+            .as_deref()
+            .ok_or_else(|| StepError("no instance".into()))?;
+        self.0
+            .cloud
+            .attach_elastic_ip(&s.elastic_ip_id, id)
+            .await
+            .map_err(StepError::new)
+    }
+
+    async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
+        match s.instance_id.as_deref() {
+            Some(id) => self
+                .0
+                .cloud
+                .detach_elastic_ip(&s.elastic_ip_id, id)
+                .await
+                .map_err(StepError::new),
+            None => Ok(()),
+        }
+    }
+}
+
+pub struct VerifyAddress(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for VerifyAddress {
+    fn name(&self) -> &'static str {
+        names::VERIFY_ADDRESS
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let ctx = &self.0;
+        let eip = ctx.config.cloud.elastic_ip;
+        until_generation(ctx, eip, s.generation, 1, ctx.config.swap.health_timeout)
+            .await
+            .map_err(|last| {
+                StepError(format!(
+                    "requests through {eip} did not reach generation {}: {last}",
+                    s.generation
+                ))
+            })
+    }
+}
+
+pub struct DetachOld(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for DetachOld {
+    fn name(&self) -> &'static str {
+        names::DETACH_OLD
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let ctx = &self.0;
+        let Some(old) = &s.old else {
+            return Ok(());
+        };
+        ctx.cloud
+            .detach_elastic_ip(&s.elastic_ip_id, &old.instance)
+            .await
+            .map_err(StepError::new)?;
+        // Now every request must reach the new generation.
+        let eip = ctx.config.cloud.elastic_ip;
+        until_generation(ctx, eip, s.generation, 5, ctx.config.swap.health_timeout)
+            .await
+            .map_err(|last| {
+                StepError(format!(
+                    "after detaching the old server, {eip} still does not answer as generation {} only: {last}",
+                    s.generation
+                ))
+            })
+    }
+
+    async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
+        match &s.old {
+            Some(old) => self
+                .0
+                .cloud
+                .attach_elastic_ip(&s.elastic_ip_id, &old.instance)
+                .await
+                .map_err(StepError::new),
+            None => Ok(()),
+        }
+    }
+}

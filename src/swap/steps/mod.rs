@@ -1,0 +1,93 @@
+//! The swap's steps (DESIGN.md, "The swap, as a saga"): each an action with its undo,
+//! safe to run twice. What a later step or a `--resume` needs goes into [`SwapState`],
+//! which the journal stores; secrets never do (the user-data lives in memory only).
+//!
+//! This file is the table: the state, the names and the order. Each group of steps has a
+//! file of its own; what they share (clients, SSH, probes) is in `swap::ctx` and
+//! `swap::probe`.
+
+mod address;
+mod commit;
+mod handover;
+mod instance;
+mod prepare;
+mod stack;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::ctx::Ctx;
+use super::saga::Step;
+use crate::state::Active;
+
+pub use address::{AttachAddress, DetachOld, VerifyAddress};
+pub use commit::{CleanUp, Commit};
+pub use handover::HandOver;
+pub use instance::{Create, RegisterKey, Wait};
+pub use prepare::Prepare;
+pub use stack::{Health, Up};
+
+/// The steps' names, as the journal, the progress output and the tests spell them.
+pub mod names {
+    pub const PREPARE: &str = "prepare";
+    pub const REGISTER_KEY: &str = "register-key";
+    pub const CREATE: &str = "create";
+    pub const WAIT: &str = "wait";
+    pub const UP: &str = "up";
+    pub const HEALTH: &str = "health";
+    pub const HAND_OVER: &str = "hand-over";
+    pub const ATTACH_ADDRESS: &str = "attach-address";
+    pub const VERIFY_ADDRESS: &str = "verify-address";
+    pub const DETACH_OLD: &str = "detach-old";
+    pub const COMMIT: &str = "commit";
+    pub const CLEAN_UP: &str = "clean-up";
+}
+
+/// What the journal keeps of a swap.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SwapState {
+    pub site: String,
+    pub generation: u64,
+    /// The provisioning key's name in the cloud.
+    pub key_name: String,
+    pub elastic_ip_id: String,
+    /// The active generation when the swap started; `None` on the first deploy.
+    pub old: Option<Active>,
+    /// Skip the hand-over (the old server cannot give one).
+    pub no_handover: bool,
+    pub instance_id: Option<String>,
+    pub public_ip: Option<IpAddr>,
+    /// The new server's host key (OpenSSH public key): the only one accepted.
+    pub host_key: Option<String>,
+    pub binary_sha256: Option<String>,
+    pub bundle_sha256: Option<String>,
+    /// Artifacts this swap put into the store (not those already there).
+    pub uploaded: Vec<String>,
+}
+
+impl SwapState {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        crate::cloud::generation_labels(&self.site, self.generation)
+    }
+}
+
+/// The steps in order.
+pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<SwapState>>> {
+    vec![
+        Box::new(Prepare(ctx.clone())),
+        Box::new(RegisterKey(ctx.clone())),
+        Box::new(Create(ctx.clone())),
+        Box::new(Wait(ctx.clone())),
+        Box::new(Up(ctx.clone())),
+        Box::new(Health(ctx.clone())),
+        Box::new(HandOver(ctx.clone())),
+        Box::new(AttachAddress(ctx.clone())),
+        Box::new(VerifyAddress(ctx.clone())),
+        Box::new(DetachOld(ctx.clone())),
+        Box::new(Commit(ctx.clone())),
+        Box::new(CleanUp(ctx.clone())),
+    ]
+}

@@ -1,0 +1,82 @@
+//! The stack on the new VM: `bundle.up`, then the pinned HTTPS health check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{SwapState, names};
+use crate::remote::quote;
+use crate::swap::ctx::{Ctx, exec_root};
+use crate::swap::probe::until_generation;
+use crate::swap::saga::{Step, StepError};
+
+pub struct Up(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for Up {
+    fn name(&self) -> &'static str {
+        names::UP
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let ctx = &self.0;
+        let sha = s
+            .bundle_sha256
+            .clone()
+            .ok_or_else(|| StepError("no bundle recorded".into()))?;
+        let host = ctx.connect_new(s, Duration::from_secs(60)).await?;
+        ctx.baton(
+            host.as_ref(),
+            &format!(
+                "host up --sha256 {sha} --command {}",
+                quote(&ctx.config.bundle.up)
+            ),
+            ctx.config.swap.health_timeout,
+        )
+        .await
+    }
+}
+
+pub struct Health(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for Health {
+    fn name(&self) -> &'static str {
+        names::HEALTH
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let ctx = &self.0;
+        let ip = s
+            .public_ip
+            .ok_or_else(|| StepError("no address to check".into()))?;
+        let Err(last) =
+            until_generation(ctx, ip, s.generation, 1, ctx.config.swap.health_timeout).await
+        else {
+            return Ok(());
+        };
+        // Show why: the stack's own view, over SSH.
+        let mut why = format!(
+            "https://{} on {ip} did not answer as generation {} within {}: {last}",
+            ctx.origin(),
+            s.generation,
+            humantime::format_duration(ctx.config.swap.health_timeout)
+        );
+        if let Ok(host) = ctx.connect_new(s, Duration::from_secs(20)).await {
+            let args = format!(
+                "baton host logs --command {}",
+                quote(&ctx.config.bundle.logs)
+            );
+            let quiet = |_: String| {};
+            if let Ok(out) = exec_root(host.as_ref(), &args, Duration::from_secs(30), &quiet).await
+            {
+                why.push_str("\n  the stack on the server says:");
+                for l in out.stdout_tail(20).lines() {
+                    why.push_str(&format!("\n    {l}"));
+                }
+            }
+        }
+        Err(StepError(why))
+    }
+}
