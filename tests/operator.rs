@@ -55,6 +55,12 @@ impl Site {
         serde_json::from_str(&ok(self.baton(&a))).unwrap()
     }
 
+    /// The keys under `prefix` in the site's store, sorted.
+    async fn keys(&self, prefix: &str) -> Vec<String> {
+        let listed = self.store.list(prefix).await.unwrap();
+        listed.into_iter().map(|o| o.key).collect()
+    }
+
     async fn put_json(&self, key: &str, value: Value) {
         self.store
             .put(key, serde_json::to_vec(&value).unwrap())
@@ -435,25 +441,11 @@ async fn gc_prunes_finished_journals_beyond_the_retention() {
             .await;
     }
     ok(site.baton(&["gc"]));
-    let left: Vec<String> = site
-        .store
-        .list("journal/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let left = site.keys("journal/").await;
     assert_eq!(left.len(), baton::swap::journal::KEEP_FINISHED, "{left:?}");
     assert!(!left.contains(&"journal/1-a.json".to_string()), "{left:?}");
     assert!(!left.contains(&"journal/2-a.json".to_string()), "{left:?}");
-    let artifacts: Vec<String> = site
-        .store
-        .list("artifacts/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let artifacts = site.keys("artifacts/").await;
     assert_eq!(
         artifacts,
         ["artifacts/0012"],

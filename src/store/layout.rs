@@ -115,11 +115,6 @@ pub fn artifact(sha256: &str) -> String {
     format!("{ARTIFACTS}{sha256}")
 }
 
-/// The content hash an artifact key names.
-pub fn artifact_sha(key: &str) -> Option<&str> {
-    key.strip_prefix(ARTIFACTS).filter(|s| !s.is_empty())
-}
-
 const MANIFEST_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 /// `backups/manifests/20261122T101500.123Z-g7.json`: names sort by time.
@@ -223,7 +218,6 @@ mod tests {
         assert_eq!(lock_epoch("lock/junk"), None);
         assert_eq!(journal_id(&journal("x-1")), Some("x-1"));
         assert_eq!(journal_id("journal/a/b.json"), None);
-        assert_eq!(artifact_sha(&artifact("cafe")), Some("cafe"));
         assert_eq!(
             block_of(&block_index("01JD0000000000000000000000")),
             Some("01JD0000000000000000000000")
