@@ -42,6 +42,8 @@ pub enum Error {
     Lock(#[from] LockError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    SwapRun(#[from] crate::swap::run::RunError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]
     Failed(String),
@@ -78,6 +80,7 @@ impl Error {
             Error::Content(e) => e.is_bad_input(),
             Error::Lock(e) => e.is_bad_input(),
             Error::Journal(e) => e.is_bad_input(),
+            Error::SwapRun(e) => e.is_bad_input(),
         };
         if bad_input {
             EXIT_BAD_INPUT

@@ -327,3 +327,51 @@ async fn an_epoch_at_its_maximum_is_a_clear_error_not_a_wrap() {
     assert_eq!(baton::state::next_generation(Some(u64::MAX)), None);
     assert_eq!(baton::state::next_generation(None), Some(1));
 }
+
+/// Polls `f` until it holds, failing after `secs`.
+async fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_renews_itself_and_notices_when_it_is_taken_over() {
+    let (_dir, store) = file_store();
+    let clock = Arc::new(Manual(Mutex::new(SystemTime::now())));
+    // A 3 s lease renews every second.
+    let lock = Arc::new(DeployLock::new(
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3),
+    ));
+    let held = lock
+        .clone()
+        .hold(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(held.lease().epoch, 1);
+    until(20, "the lease is renewed", || held.lease().epoch >= 2).await;
+    held.check().unwrap();
+
+    // Alice's lease runs out on the clock every lock reads; bob takes over, and alice's
+    // next renewal finds his epoch above hers.
+    *clock.0.lock().unwrap() += Duration::from_secs(60);
+    let bob = lock.acquire(&holder("bob"), Duration::ZERO).await.unwrap();
+    assert!(bob.took_over.is_some());
+    let lost = held.lost();
+    until(20, "alice notices", || {
+        lost.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    let err = held.check().unwrap_err();
+    assert!(
+        matches!(err, LockError::Lost { now, .. } if now >= bob.lease.epoch),
+        "{err}"
+    );
+    // Releasing a lost lease leaves the thief's alone.
+    held.release().await.unwrap();
+    assert_eq!(lock.current().await.unwrap().unwrap(), bob.lease);
+}

@@ -1,6 +1,7 @@
 //! `baton gc`: deletes what baton made and no longer needs. Planned first; `--dry-run`
 //! stops at the plan. Never while a swap runs or waits to be resumed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -26,20 +27,17 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
     let config = Config::load(&args.report.config.path)?;
     let (cloud, store) = super::operator(&config).await?;
     // Holding the lock keeps a swap from starting while we delete.
-    let lock = DeployLock::new(
+    let lock = Arc::new(DeployLock::new(
         store.clone(),
-        std::sync::Arc::new(crate::clock::SystemClock),
-        Duration::from_secs(600),
-    );
-    let taken = if args.dry_run {
+        Arc::new(crate::clock::SystemClock),
+        crate::swap::run::LEASE,
+    ));
+    let held = if args.dry_run {
         None
     } else {
-        Some(
-            // Busy is exit 1 here as in `baton swap`: nothing was touched, and nothing in
-            // the input is wrong; run again later.
-            lock.acquire(&Holder::this_process(), Duration::ZERO)
-                .await?,
-        )
+        // Busy is exit 1 here as in `baton swap`: nothing was touched, and nothing in
+        // the input is wrong; run again later.
+        Some(lock.hold(&Holder::this_process(), Duration::ZERO).await?)
     };
     let result = async {
         let overview = gather(&config, &cloud, store.clone()).await?;
@@ -105,6 +103,10 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         if args.dry_run {
             return Ok(());
         }
+        // A gc that outlived its lease must not delete what a new swap now relies on.
+        if let Some(h) = &held {
+            h.check()?;
+        }
         for i in &plan.instances {
             cloud.delete_instance(i).await?;
         }
@@ -129,8 +131,10 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         Ok(())
     }
     .await;
-    if let Some(t) = taken {
-        super::release_lock(&lock, &t.lease).await;
+    if let Some(held) = held
+        && let Err(e) = held.release().await
+    {
+        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
     }
     result
 }

@@ -96,33 +96,7 @@ impl HostContext {
     }
 }
 
-/// Ends a lease. A failure only makes the next swap wait for the lease to expire, so it
-/// is a warning, not an error.
-pub(crate) async fn release_lock(
-    lock: &crate::swap::lock::DeployLock,
-    lease: &crate::swap::lock::Lease,
-) {
-    if let Err(e) = lock.release(lease).await {
-        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
-    }
-}
-
 /// Prints `value` as JSON, or `human` when --json was not given.
-/// The generation a swap (or its plan) creates after `active`: bad input when state.json
-/// names the last one a u64 holds, which nothing baton wrote could.
-pub(crate) fn next_generation(active: Option<u64>) -> Result<u64, Error> {
-    crate::state::next_generation(active).ok_or_else(|| {
-        Error::bad_input(
-            format!(
-                "{} names generation {}, after which there is none",
-                crate::store::layout::STATE,
-                u64::MAX
-            ),
-            "state.json was not written by baton: restore it from a good copy",
-        )
-    })
-}
-
 pub(crate) fn print(json: bool, value: &impl serde::Serialize, human: impl FnOnce() -> String) {
     if json {
         println!(

@@ -1,25 +1,18 @@
-//! `baton swap`: the blue/green replacement, as a resumable saga under the deploy lock.
+//! `baton swap`: the blue/green replacement, as a resumable saga under the deploy lock
+//! (`swap::run`). This file reads the arguments, opens the services and reports.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cli::{ConfigArg, ReportArgs, SwapArgs};
-use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Error;
-use crate::store::ObjectStore;
-use crate::swap::ctx::Ctx;
-use crate::swap::lock::{DeployLock, Holder, Lease, LockError};
-use crate::swap::saga::{Journal, Outcome, Saga, StepTime};
-use crate::swap::steps::{self, SwapState};
-
-/// The lease outlives a crashed swap by at most this (a dead holder on this machine is
-/// taken over at once); a live swap renews it every third of it.
-const LEASE: Duration = Duration::from_secs(120);
+use crate::swap::lock::Holder;
+use crate::swap::run::{Finished, Mode, Progress, Request, Services};
+use crate::swap::saga::{Outcome, StepTime};
 
 #[derive(Serialize)]
 struct Summary {
@@ -51,11 +44,20 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         })
         .await;
     }
+    let mode = if args.resume {
+        Mode::Resume
+    } else if args.abort {
+        Mode::Abort
+    } else {
+        Mode::Start {
+            no_handover: args.no_handover,
+        }
+    };
     let config = Config::load(&args.config.path)?;
     let deploy_key = crate::generation::deploy_key(&config)?;
     // A resumed or aborted swap may be past needing these; a new one must not start
     // without them (nothing uploaded yet, nothing to undo).
-    if !args.resume && !args.abort {
+    if let Mode::Start { .. } = mode {
         let problems = crate::swap::preflight::local(&config);
         if !problems.is_empty() {
             return Err(Error::bad_input(
@@ -65,7 +67,9 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         }
     }
     let (cloud, store) = super::operator(&config).await?;
-    if !args.resume && !args.abort && !crate::content::is_published(store.as_ref()).await? {
+    if let Mode::Start { .. } = mode
+        && !crate::content::is_published(store.as_ref()).await?
+    {
         return Err(Error::bad_input(
             format!(
                 "no site is published in {}: the new server would answer 404 and fail its \
@@ -75,232 +79,27 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
             "run `baton publish` first",
         ));
     }
-    let cloud: Arc<dyn Cloud> = Arc::new(cloud);
-    let lock = Arc::new(DeployLock::new(
-        store.clone(),
-        Arc::new(crate::clock::SystemClock),
-        LEASE,
-    ));
-    let taken = lock
-        .acquire(&Holder::this_process(), args.lock_wait)
-        .await?;
-    if let Some(old) = &taken.took_over {
-        eprintln!(
-            "took over the deploy lock from {} on {} (pid {}), whose lease had expired or whose process is gone",
-            old.holder, old.host, old.pid
-        );
-    }
-    let lease = Arc::new(std::sync::Mutex::new(taken.lease));
-    let progress = Arc::new(Progress::new());
-    let say = {
-        let p = progress.clone();
-        Arc::new(move |l: String| p.detail(&l)) as Arc<dyn Fn(String) + Send + Sync>
+    let progress = Arc::new(StepLines::new());
+    let request = Request {
+        mode,
+        lock_wait: args.lock_wait,
+        holder: Holder::this_process(),
     };
-    let ctx = Arc::new(Ctx::new(
-        config.clone(),
-        cloud.clone(),
-        store.clone(),
-        Arc::new(crate::remote::SshConnector),
+    let services = Services {
+        config,
+        cloud: Arc::new(cloud),
+        store,
+        connector: Arc::new(crate::remote::SshConnector),
+        clock: Arc::new(crate::clock::SystemClock),
         deploy_key,
-        say,
-    ));
-    let renewer = tokio::spawn(renew(lock.clone(), lease.clone(), ctx.lock_lost.clone()));
-
-    // Journals are read under the lock: a swap that held it a moment ago may have left
-    // one (or finished one) since this process started.
-    let result = match unfinished_for(args, store.as_ref()).await {
-        Ok(unfinished) => {
-            drive(
-                args,
-                &config,
-                cloud.as_ref(),
-                &store,
-                &ctx,
-                &progress,
-                unfinished,
-            )
-            .await
-        }
-        Err(e) => Err(e),
     };
-
-    renewer.abort();
-    if !ctx.lock_lost.load(Ordering::SeqCst) {
-        let current = crate::sync::lock(&lease).clone();
-        super::release_lock(&lock, &current).await;
-    }
-    let (outcome, journal, times, started) = result?;
-    report(args, &outcome, &journal, &times, started)
+    let finished = crate::swap::run::run(request, services, progress.clone()).await?;
+    drop(progress);
+    report(args, &finished)
 }
 
-/// The unfinished journals, if `args` may go ahead with them: a plain swap needs none,
-/// `--resume` and `--abort` need one.
-async fn unfinished_for(
-    args: &SwapArgs,
-    store: &dyn ObjectStore,
-) -> Result<Vec<Journal<SwapState>>, Error> {
-    let unfinished = crate::swap::journal::unfinished(store).await?;
-    if !args.resume && !args.abort && !unfinished.is_empty() {
-        return Err(Error::bad_input(
-            format!(
-                "an earlier swap did not finish: {}",
-                unfinished
-                    .iter()
-                    .map(crate::swap::journal::describe)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            "finish it with `baton swap --resume`, or undo it with `baton swap --abort`",
-        ));
-    }
-    if (args.resume || args.abort) && unfinished.is_empty() {
-        return Err(Error::bad_input(
-            "there is no unfinished swap",
-            "run `baton status`; a new swap is plain `baton swap`",
-        ));
-    }
-
-    Ok(unfinished)
-}
-
-type Driven = (Outcome, Journal<SwapState>, Vec<StepTime>, Instant);
-
-async fn drive(
-    args: &SwapArgs,
-    config: &Config,
-    cloud: &dyn Cloud,
-    store: &Arc<dyn ObjectStore>,
-    ctx: &Arc<Ctx>,
-    progress: &Arc<Progress>,
-    unfinished: Vec<Journal<SwapState>>,
-) -> Result<Driven, Error> {
-    let mut saga = Saga::new(steps::all(ctx), store.clone());
-    let total = saga.len();
-    let p = progress.clone();
-    saga.on_step = Box::new(move |name, time| p.step(name, time, total));
-    // A failpoint for the crash tests: die like `kill -9` right after this step is
-    // journalled. Nothing else reads it.
-    if let Ok(crash_after) = std::env::var("BATON_FAILPOINT_CRASH_AFTER") {
-        saga.on_saved = Box::new(move |name| {
-            if name == crash_after {
-                std::process::abort();
-            }
-        });
-    }
-    let started = Instant::now();
-    if args.resume || args.abort {
-        let j = unfinished
-            .into_iter()
-            .next_back()
-            .ok_or_else(|| Error::bad_input("there is no unfinished swap", "run `baton status`"))?;
-        eprintln!(
-            "{} swap {} (generation {}), done so far: {}",
-            if args.resume { "resuming" } else { "aborting" },
-            j.id,
-            j.state.generation,
-            if j.done.is_empty() {
-                "nothing".to_string()
-            } else {
-                j.done.join(", ")
-            }
-        );
-        if args.resume {
-            let (o, j, t) = saga.resume(j).await?;
-            return Ok((o, j, t, started));
-        }
-        let (o, j) = saga.abort(j).await?;
-        return Ok((o, j, Vec::new(), started));
-    }
-    let state = initial_state(config, cloud, store.as_ref(), args.no_handover).await?;
-    eprintln!(
-        "swap: generation {} ({}){}",
-        state.generation,
-        config.instance_name(state.generation),
-        match &state.old {
-            Some(o) => format!(" replaces generation {} ({})", o.generation, o.instance),
-            None => " is the first deploy".to_string(),
-        }
-    );
-    // Milliseconds and a random tail: two swaps of one generation in the same second
-    // (one undone, one retried) must not share a journal. start() refuses to overwrite
-    // one anyway.
-    let id = format!(
-        "{}-{}-{:04x}",
-        state.generation,
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-        fastrand::u16(..)
-    );
-    let (o, j, t) = saga.start(&id, state).await?;
-    Ok((o, j, t, started))
-}
-
-/// Reads what the swap starts from and checks, read-only, that the cloud has what it
-/// needs: a wrong name fails here, before anything is created.
-async fn initial_state(
-    config: &Config,
-    cloud: &dyn Cloud,
-    store: &dyn ObjectStore,
-    no_handover: bool,
-) -> Result<SwapState, Error> {
-    let old = crate::state::read(store)
-        .await
-        .map_err(crate::swap::overview::OverviewError::from)?
-        .and_then(|s| s.active);
-    let generation = super::next_generation(old.as_ref().map(|a| a.generation))?;
-    let mut state = SwapState {
-        site: config.site.name.clone(),
-        generation,
-        key_name: format!("baton-{}-{generation}", config.site.name),
-        old,
-        no_handover,
-        ..Default::default()
-    };
-    let spec = config.instance_spec(generation);
-    cloud.preflight(&spec).await?;
-    state.elastic_ip_id = cloud.find_elastic_ip(config.cloud.elastic_ip).await?.id;
-    // Generation N's labels must be free: an instance there is a leftover of an earlier
-    // swap (its journal lost), which this swap would otherwise adopt.
-    let squatters = cloud.list_instances(&state.labels()).await?;
-    if let Some(i) = squatters.first() {
-        return Err(Error::bad_input(
-            format!(
-                "instance {} ({}) already carries generation {}'s labels, but no swap is unfinished",
-                i.name, i.id, generation
-            ),
-            "run `baton gc` to delete baton's instances that state.json does not name",
-        ));
-    }
-    Ok(state)
-}
-
-async fn renew(
-    lock: Arc<DeployLock>,
-    lease: Arc<std::sync::Mutex<Lease>>,
-    lost: Arc<std::sync::atomic::AtomicBool>,
-) {
-    loop {
-        tokio::time::sleep(LEASE / 3).await;
-        let current = crate::sync::lock(&lease).clone();
-        match lock.renew(&current).await {
-            Ok(next) => *crate::sync::lock(&lease) = next,
-            Err(e @ LockError::Lost { .. }) => {
-                eprintln!("error: {e}");
-                lost.store(true, Ordering::SeqCst);
-                return;
-            }
-            // A store hiccup: the lease still has two thirds of its time.
-            Err(e) => eprintln!("warning: could not renew the deploy lock: {e}"),
-        }
-    }
-}
-
-fn report(
-    args: &SwapArgs,
-    outcome: &Outcome,
-    j: &Journal<SwapState>,
-    times: &[StepTime],
-    started: Instant,
-) -> Result<(), Error> {
+fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
+    let (outcome, j, times) = (&finished.outcome, &finished.journal, &finished.times);
     let (word, message) = match outcome {
         Outcome::Done => ("done", String::new()),
         Outcome::Undone { step, error } => (
@@ -334,7 +133,7 @@ fn report(
                 seconds: t.took.as_secs_f64(),
             })
             .collect(),
-        total_seconds: started.elapsed().as_secs_f64(),
+        total_seconds: finished.took.as_secs_f64(),
         problems: j.problems.clone(),
     };
     super::print(args.json, &summary, || {
@@ -375,19 +174,19 @@ fn report(
 }
 
 /// Step progress on stderr: a spinner on a terminal, plain lines otherwise.
-struct Progress {
+struct StepLines {
     bar: Option<indicatif::ProgressBar>,
     index: std::sync::Mutex<usize>,
 }
 
-impl Progress {
-    fn new() -> Progress {
+impl StepLines {
+    fn new() -> StepLines {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        Progress {
+        StepLines {
             bar,
             index: std::sync::Mutex::new(0),
         }
@@ -398,6 +197,12 @@ impl Progress {
             Some(b) => b.println(text),
             None => eprintln!("{text}"),
         }
+    }
+}
+
+impl Progress for StepLines {
+    fn note(&self, line: &str) {
+        self.line(line);
     }
 
     fn step(&self, name: &'static str, time: Option<&StepTime>, total: usize) {
@@ -426,7 +231,7 @@ impl Progress {
     }
 }
 
-impl Drop for Progress {
+impl Drop for StepLines {
     fn drop(&mut self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

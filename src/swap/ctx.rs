@@ -38,6 +38,7 @@ impl Ctx {
         store: Arc<dyn ObjectStore>,
         connector: Arc<dyn Connector>,
         deploy_key: russh::keys::PrivateKey,
+        lock_lost: Arc<AtomicBool>,
         say: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Ctx {
         Ctx {
@@ -46,7 +47,7 @@ impl Ctx {
             store,
             connector,
             deploy_key: Arc::new(deploy_key),
-            lock_lost: Arc::new(AtomicBool::new(false)),
+            lock_lost,
             say,
             user_data: std::sync::Mutex::new(None),
         }

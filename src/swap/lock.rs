@@ -7,6 +7,7 @@
 //! nothing is ever overwritten. The winner deletes the epochs below its own.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -328,6 +329,104 @@ impl DeployLock {
             ours: ours.epoch,
             now,
         })
+    }
+}
+
+/// A deploy lock held by this process: a task renews the lease every third of its TTL
+/// until [`Held::release`]. Every command that changes what a swap relies on (swap, gc,
+/// rollback) holds one, so none of them can run beside another.
+pub struct Held {
+    lock: Arc<DeployLock>,
+    lease: Arc<std::sync::Mutex<Lease>>,
+    lost: Arc<AtomicBool>,
+    /// Our epoch and the one that beat it, once one did.
+    lost_to: Arc<std::sync::OnceLock<(u64, u64)>>,
+    renewer: tokio::task::JoinHandle<()>,
+    /// The expired lease that was taken over, if any: the caller should say so.
+    pub took_over: Option<Lease>,
+}
+
+impl DeployLock {
+    /// Takes the lock (waiting up to `wait`, as [`DeployLock::acquire`]) and keeps it.
+    pub async fn hold(self: Arc<Self>, holder: &Holder, wait: Duration) -> Result<Held, LockError> {
+        let taken = self.acquire(holder, wait).await?;
+        let lease = Arc::new(std::sync::Mutex::new(taken.lease));
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_to = Arc::new(std::sync::OnceLock::new());
+        let renewer = tokio::spawn(renew(
+            self.clone(),
+            lease.clone(),
+            lost.clone(),
+            lost_to.clone(),
+        ));
+        Ok(Held {
+            lock: self,
+            lease,
+            lost,
+            lost_to,
+            renewer,
+            took_over: taken.took_over,
+        })
+    }
+}
+
+impl Held {
+    /// Set once someone else's epoch came after ours: whatever would commit must not.
+    pub fn lost(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Fails once the lease was lost: call it before anything a new holder relies on.
+    pub fn check(&self) -> Result<(), LockError> {
+        match self.lost_to.get() {
+            Some(&(ours, now)) => Err(LockError::Lost { ours, now }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn lease(&self) -> Lease {
+        crate::sync::lock(&self.lease).clone()
+    }
+
+    /// Stops renewing and ends the lease. A lease that was lost is not ours to end.
+    pub async fn release(self) -> Result<(), LockError> {
+        self.renewer.abort();
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let lease = self.lease();
+        self.lock.release(&lease).await
+    }
+}
+
+impl Drop for Held {
+    /// A holder that returns early (an error, a panic) stops renewing: its lease then
+    /// expires by itself instead of being kept alive by a task nobody waits for.
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+async fn renew(
+    lock: Arc<DeployLock>,
+    lease: Arc<std::sync::Mutex<Lease>>,
+    lost: Arc<AtomicBool>,
+    lost_to: Arc<std::sync::OnceLock<(u64, u64)>>,
+) {
+    loop {
+        tokio::time::sleep(lock.ttl / 3).await;
+        let current = crate::sync::lock(&lease).clone();
+        match lock.renew(&current).await {
+            Ok(next) => *crate::sync::lock(&lease) = next,
+            Err(e @ LockError::Lost { ours, now }) => {
+                tracing::error!("{e}");
+                let _ = lost_to.set((ours, now)); // set once: this task ends here
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            // A store hiccup: the lease still has two thirds of its time.
+            Err(e) => tracing::warn!("could not renew the deploy lock: {e}"),
+        }
     }
 }
 

@@ -6,5 +6,6 @@ pub mod lock;
 pub mod overview;
 pub mod preflight;
 pub mod probe;
+pub mod run;
 pub mod saga;
 pub mod steps;
