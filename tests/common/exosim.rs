@@ -12,6 +12,28 @@ use serde_json::Value;
 pub const KEY: &str = "EXOtest0123456789abcdef01";
 pub const SECRET: &str = "test-secret-DO-NOT-PRINT-0123456789abcdefg";
 
+/// exosim's binary. Its own crate's tests get it from cargo; baton's tests find it in the
+/// same target directory, where `cargo test` (exosim is a default member) builds it for
+/// exosim's tests.
+pub fn binary() -> std::path::PathBuf {
+    if let Some(exe) = option_env!("CARGO_BIN_EXE_exosim") {
+        return exe.into();
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>/exosim
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary in target/<profile>/deps")
+        .join("exosim");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p exosim` (`cargo test` in the workspace does)",
+        path.display()
+    );
+    path
+}
+
 pub struct Exosim {
     child: Child,
     pub url: String,
@@ -31,7 +53,7 @@ impl Exosim {
     }
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, String)]) -> Exosim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_exosim"))
+        let mut child = Command::new(binary())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args([
                 "--listen",

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use super::Sim;
 use super::faults::{self, Action, Fault, Latency};
 use super::world::{Effect, SimInstance, World, now_ms};
-use crate::cloud::exoscale::{signing, wire};
 use crate::openapi;
-use crate::sync::lock;
+use baton::cloud::exoscale::{signing, wire};
+use baton::sync::lock;
 
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle).with_state(sim)
@@ -321,7 +321,7 @@ impl Hook {
             .work_dir
             .join(format!("{}.user-data", self.instance.id));
         let decoded = decode_user_data(self.instance.user_data.as_deref().unwrap_or(""));
-        crate::fsutil::write_atomic(&user_data_file, &decoded, crate::fsutil::PRIVATE)
+        baton::fsutil::write_atomic(&user_data_file, &decoded, baton::fsutil::PRIVATE)
             .map_err(|e| e.to_string())?;
         let out = tokio::process::Command::new("sh")
             .arg("-c")
@@ -468,7 +468,7 @@ impl Sim {
                 serde_json::to_vec_pretty(&*w)
             };
             if let Ok(text) = text
-                && let Err(e) = crate::fsutil::write_atomic(path, &text, crate::fsutil::PUBLIC)
+                && let Err(e) = baton::fsutil::write_atomic(path, &text, baton::fsutil::PUBLIC)
             {
                 tracing::error!("exosim: cannot save state: {e}");
             }

@@ -1,7 +1,8 @@
 //! The Exoscale client against exosim, both held to Exoscale's OpenAPI spec.
 
-#[path = "common/exosim.rs"]
-mod exosim;
+// The same process harness as baton's own tests use.
+#[path = "../../tests/common/exosim.rs"]
+mod sim;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use baton::cloud::exoscale::{Credentials, signing};
 use baton::cloud::{Cloud, CloudError, InstanceSpec};
-use exosim::*;
 use serde_json::{Value, json};
+use sim::*;
 
 fn labels(generation: u32) -> BTreeMap<String, String> {
     BTreeMap::from([

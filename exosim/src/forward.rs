@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Sim;
-use crate::sync::lock;
+use baton::sync::lock;
 
 /// Binds `eip:port`; the returned future forwards until dropped.
 pub async fn forward(

@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod forward;
+pub mod openapi;
 mod server;
 pub mod world;
 

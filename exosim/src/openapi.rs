@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-pub const SPEC_JSON: &str = include_str!("../exoscale/public-api.json");
+pub const SPEC_JSON: &str = include_str!("../../exoscale/public-api.json");
 
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
@@ -139,7 +139,7 @@ pub fn check_parameters(
 pub fn compiled(schema: &'static Value) -> Option<&'static Schema> {
     type Cache = std::collections::BTreeMap<usize, Option<&'static Schema>>;
     static CACHE: OnceLock<std::sync::Mutex<Cache>> = OnceLock::new();
-    let mut cache = crate::sync::lock(CACHE.get_or_init(Default::default));
+    let mut cache = baton::sync::lock(CACHE.get_or_init(Default::default));
     *cache
         .entry(std::ptr::from_ref(schema) as usize)
         .or_insert_with(|| {

@@ -1,13 +1,14 @@
 //! exosim driven by Exoscale's official Python SDK (PyPI `exoscale`, in the venv that
 //! scripts/install-deps makes), so that it can never agree only with baton's own client.
 
-mod common;
+#[path = "../../tests/common/exosim.rs"]
+mod sim;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::exosim::{Exosim, KEY, SECRET};
 use serde_json::{Value, json};
+use sim::{Exosim, KEY, SECRET};
 
 /// The venv's python: `BATON_EXOSCALE_SDK_VENV`, or where scripts/install-deps puts it.
 fn sdk_python() -> PathBuf {

@@ -1,10 +1,10 @@
-//! `exosim`: a local Exoscale compute API v2 for tests and rehearsals. See `baton::exosim`.
+//! `exosim`: a local Exoscale compute API v2 for tests and rehearsals. See the library's docs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baton::exosim::{Fault, Latency, Options, Sim};
 use clap::Parser;
+use exosim::{Fault, Latency, Options, Sim};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,7 +99,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for eip in &options_eips {
         for port in &args.forward {
             let ip: std::net::IpAddr = eip.parse()?;
-            let f = baton::exosim::forward::forward(sim.clone(), ip, *port)
+            let f = exosim::forward::forward(sim.clone(), ip, *port)
                 .await
                 .map_err(|e| format!("cannot forward {ip}:{port}: {e}"))?;
             tokio::spawn(f);
