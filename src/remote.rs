@@ -1,4 +1,4 @@
-//! The new server, behind a trait: run commands and upload files over SSH.
+//! The new server, behind a trait: run commands over SSH.
 //!
 //! The SSH implementation accepts exactly one host key, the one baton generated for that
 //! server and put in its user-data. A different key is an error that says so, never a
@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,6 @@ use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
 use russh::{ChannelMsg, Disconnect, Preferred};
-use tokio::io::AsyncWriteExt;
 
 use crate::identity::ssh::fingerprint;
 
@@ -70,19 +68,6 @@ pub enum RemoteError {
     AuthRefused { addr: SocketAddr, user: String },
     #[error("SSH to {addr}: {reason}")]
     Protocol { addr: SocketAddr, reason: String },
-    #[error("upload to {addr}:{path} arrived with sha256 {got}, sent {sent}")]
-    UploadCorrupt {
-        addr: SocketAddr,
-        path: String,
-        sent: String,
-        got: String,
-    },
-    #[error("cannot read {path}: {source}")]
-    Local {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 #[async_trait]
@@ -93,9 +78,6 @@ pub trait RemoteHost: Send + Sync {
         command: &str,
         on_line: &(dyn Fn(String) + Send + Sync),
     ) -> Result<ExecOutput, RemoteError>;
-    /// Uploads `local` to `remote` (written beside it, checked by sha256 on the far side,
-    /// then renamed), and returns the bytes sent.
-    async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<u64, RemoteError>;
 }
 
 /// Opens a [`RemoteHost`]: SSH in production, anything in a test.
@@ -318,68 +300,6 @@ impl RemoteHost for SshHost {
             ))
         })?;
         Ok(out)
-    }
-
-    async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<u64, RemoteError> {
-        let local_err = |source| RemoteError::Local {
-            path: local.display().to_string(),
-            source,
-        };
-        let (size, sent_sha) = crate::backup::sha256_of(local).map_err(local_err)?;
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.protocol(e))?;
-        channel
-            .request_subsystem(true, "sftp")
-            .await
-            .map_err(|e| self.protocol(e))?;
-        let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
-            .await
-            .map_err(|e| self.protocol(e))?;
-        let part = format!("{remote}.part");
-        let mut file = sftp
-            .create(&part)
-            .await
-            .map_err(|e| self.protocol(format!("create {part}: {e}")))?;
-        let mut src = tokio::fs::File::open(local).await.map_err(local_err)?;
-        tokio::io::copy(&mut src, &mut file)
-            .await
-            .map_err(|e| self.protocol(format!("write {part}: {e}")))?;
-        file.shutdown()
-            .await
-            .map_err(|e| self.protocol(format!("close {part}: {e}")))?;
-        drop(file);
-        let _ = sftp.close().await;
-        // Check what arrived before it takes the real name.
-        let check = format!("sha256sum {p} && chmod {mode:o} {p}", p = quote(&part));
-        let out = self.exec(&check, &|_| {}).await?;
-        let got = out
-            .stdout_text()
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if out.status != 0 || got != sent_sha {
-            let _ = self.exec(&format!("rm -f {}", quote(&part)), &|_| {}).await;
-            return Err(RemoteError::UploadCorrupt {
-                addr: self.addr,
-                path: remote.to_string(),
-                sent: sent_sha,
-                got,
-            });
-        }
-        let out = self
-            .exec(
-                &format!("mv -f {} {}", quote(&part), quote(remote)),
-                &|_| {},
-            )
-            .await?;
-        if out.status != 0 {
-            return Err(self.protocol(format!("rename {part}: {}", out.stderr_tail(3))));
-        }
-        Ok(size)
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton::identity::ssh;
-use baton::remote::{RemoteError, RemoteHost, SshHost, SshTarget, quote};
+use baton::remote::{RemoteError, RemoteHost, SshHost, SshTarget};
 use common::sshd::{Sshd, current_user};
 use common::*;
 
@@ -67,43 +67,6 @@ async fn exec_streams_lines_and_returns_the_exit_status() {
     assert_eq!(out.stdout_text(), "one\ntwo\nthree");
     assert_eq!(out.stderr_tail(5), "oops");
     host.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_10_mib_upload_arrives_intact() {
-    let f = fixture();
-    let _sshd = f.serve(&f.host_key);
-    let host = SshHost::connect(&f.target).await.unwrap();
-    let local = f.dir.path().join("payload");
-    let bytes: Vec<u8> = (0..10u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    std::fs::write(&local, &bytes).unwrap();
-    let remote = f.dir.path().join("remote dir/with 'quotes'");
-    std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
-    let sent = host
-        .upload(&local, remote.to_str().unwrap(), 0o640)
-        .await
-        .unwrap();
-    assert_eq!(sent, 10 << 20);
-    // Checked again here with the far side's own sha256sum.
-    let out = host
-        .exec(
-            &format!(
-                "sha256sum {} | cut -d' ' -f1; stat -c %a {}",
-                quote(remote.to_str().unwrap()),
-                quote(remote.to_str().unwrap())
-            ),
-            &|_| {},
-        )
-        .await
-        .unwrap();
-    let (_, local_sha) = baton::backup::sha256_of(&local).unwrap();
-    assert_eq!(out.stdout_text(), format!("{local_sha}\n640\n"));
-    assert!(
-        !f.dir.path().join("remote dir/with 'quotes'.part").exists(),
-        "the .part file was left"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
