@@ -126,21 +126,28 @@ pub fn key_tail(key: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
+    /// The provider names its own variables, so the message is right for every cloud.
     #[error(
-        "{var} is not set\n  fix: export EXOSCALE_API_KEY and EXOSCALE_API_SECRET (an API key \
-         with compute rights), then run again"
+        "{var} is not set\n  fix: export {key_var} and {secret_var} ({rights}), then run again"
     )]
-    MissingCredentials { var: &'static str },
+    MissingCredentials {
+        var: &'static str,
+        key_var: &'static str,
+        secret_var: &'static str,
+        rights: &'static str,
+    },
     #[error(
         "the cloud refused the request {request} (HTTP 403: {message})\n  fix: check the API key \
-         in EXOSCALE_API_KEY (the one ending in {key}), its secret in EXOSCALE_API_SECRET, the key's rights, and \
-         this machine's clock (signatures carry an expiry)"
+         in {key_var} (the one ending in {key}), its secret in {secret_var}, the key's rights, \
+         and this machine's clock (signatures carry an expiry)"
     )]
     Forbidden {
         request: String,
         /// The key id's last four characters: enough to tell which key, nothing more.
         key: String,
         message: String,
+        key_var: &'static str,
+        secret_var: &'static str,
     },
     #[error("the cloud answered {request} with HTTP {status}: {message}")]
     Http {

@@ -47,7 +47,12 @@ impl Credentials {
             std::env::var(var)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
-                .ok_or(CloudError::MissingCredentials { var })
+                .ok_or(CloudError::MissingCredentials {
+                    var,
+                    key_var: ENV_KEY,
+                    secret_var: ENV_SECRET,
+                    rights: "an API key with compute rights",
+                })
         };
         Ok(Credentials::new(get(ENV_KEY)?, get(ENV_SECRET)?))
     }
@@ -245,6 +250,8 @@ impl ExoscaleClient {
                 request,
                 key: crate::cloud::key_tail(&self.credentials.key),
                 message,
+                key_var: ENV_KEY,
+                secret_var: ENV_SECRET,
             }
         } else {
             CloudError::Http {
