@@ -323,8 +323,14 @@ fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
     assert!(err.contains(&old), "{err}");
     let new = summary["instance"].as_str().unwrap().to_string();
     assert_eq!(r.active(), (2, new.clone()));
-    let leftovers = r.site_state().unwrap()["leftovers"].to_string();
-    assert!(leftovers.contains(&old), "{leftovers}");
+    let leftovers = r.site_state().unwrap()["leftovers"].clone();
+    assert_eq!(leftovers[0]["kind"], "instance", "{leftovers}");
+    assert_eq!(leftovers[0]["name"], old.as_str(), "{leftovers}");
+    assert_eq!(leftovers[0]["generation"], 1, "{leftovers}");
+    assert!(
+        ok(r.baton(&["status"])).contains(&format!("leftover: instance {old} (generation 1)")),
+        "status names the leftover"
+    );
     // Not unfinished: a new swap or gc may run. gc deletes the old instance, and with it
     // the record of the leftover.
     ok(r.baton(&["gc"]));

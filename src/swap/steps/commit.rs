@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 
 use super::{SwapState, names};
-use crate::state::{self, Active};
+use crate::state::{self, Active, Leftover, LeftoverKind};
 use crate::swap::ctx::Ctx;
 use crate::swap::saga::{Step, StepError};
 
@@ -74,26 +74,47 @@ impl Step<SwapState> for CleanUp {
         if let Some(old) = &s.old
             && let Err(e) = ctx.cloud.delete_instance(&old.instance).await
         {
-            failed.push(format!(
-                "instance {} (generation {}): {e}",
-                old.instance, old.generation
-            ));
+            failed.push(Leftover::Resource {
+                kind: LeftoverKind::Instance,
+                name: old.instance.clone(),
+                generation: Some(old.generation),
+                error: e.to_string(),
+            });
         }
         if let Err(e) = ctx.cloud.delete_ssh_key(&s.key_name).await {
-            failed.push(format!("SSH key {}: {e}", s.key_name));
+            failed.push(Leftover::Resource {
+                kind: LeftoverKind::SshKey,
+                name: s.key_name.clone(),
+                generation: None,
+                error: e.to_string(),
+            });
         }
         if failed.is_empty() {
             return Ok(());
         }
-        // Past the commit nothing is undone: record what is left for `baton gc`.
-        if let Ok(Some(mut site)) = state::read(ctx.store.as_ref()).await {
-            site.leftovers
-                .extend(failed.iter().map(|f| serde_json::Value::String(f.clone())));
-            let _ = state::write(ctx.store.as_ref(), &site).await;
+        let listed = failed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        // Past the commit nothing is undone: record what is left for `baton gc`. When even
+        // that fails, say so: status would otherwise never show what is left.
+        let recorded = match state::read(ctx.store.as_ref()).await {
+            Ok(Some(mut site)) => {
+                site.leftovers.extend(failed);
+                state::write(ctx.store.as_ref(), &site)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Ok(None) => Err(format!("{} is missing", crate::store::layout::STATE)),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = recorded {
+            return Err(StepError(format!(
+                "left behind (run `baton gc`): {listed}; recording them in {} failed too: {e}",
+                crate::store::layout::STATE
+            )));
         }
-        Err(StepError(format!(
-            "left behind (run `baton gc`): {}",
-            failed.join("; ")
-        )))
+        Err(StepError(format!("left behind (run `baton gc`): {listed}")))
     }
 }
