@@ -232,6 +232,11 @@ pub struct InitArgs {
     /// Public key files for the admin user [default: ~/.ssh/id_*.pub, or a new keys/admin].
     #[arg(long = "authorized-key", value_name = "FILE")]
     pub authorized_keys: Vec<PathBuf>,
+    /// Sets any key of baton.toml as it is written, e.g. `--set swap.boot_timeout=2m`
+    /// (repeatable). VALUE is read as TOML (a number, true, ["a", "b"], "text") and as
+    /// plain text when it is not; the template's comments stay.
+    #[arg(long = "set", value_name = "TABLE.KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Debug, Args)]

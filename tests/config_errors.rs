@@ -206,6 +206,54 @@ fn init_with_a_bad_name_writes_nothing_and_a_retry_works() {
 }
 
 #[test]
+fn init_sets_keys_and_keeps_the_templates_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(baton(
+        dir.path(),
+        &[
+            "init",
+            "--dir",
+            ".",
+            "--set",
+            "swap.boot_timeout=3m",
+            "--set",
+            "bundle.up=make up --now",
+            "--set",
+            "instance.disk_gb=50",
+            "--set",
+            "instance.security_groups=[\"web\", \"ssh\"]",
+        ],
+    ));
+    let text = std::fs::read_to_string(dir.path().join("baton.toml")).unwrap();
+    let config: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(config["swap"]["boot_timeout"].as_str(), Some("3m"));
+    assert_eq!(config["bundle"]["up"].as_str(), Some("make up --now"));
+    assert_eq!(config["instance"]["disk_gb"].as_integer(), Some(50));
+    assert_eq!(
+        config["instance"]["security_groups"],
+        toml::Value::Array(vec!["web".into(), "ssh".into()])
+    );
+    assert!(text.contains("# Crontab syntax"), "comments lost:\n{text}");
+}
+
+#[test]
+fn init_with_a_bad_set_writes_nothing() {
+    for (set, says) in [
+        ("swap.nope=1", &["swap.nope", "unknown field"][..]),
+        ("nope.key=1", &["--set", "no table [nope]", "fix:"]),
+        ("swap.boot_timeout", &["--set", "no '='", "fix:"]),
+        ("instance.disk_gb=lots", &["instance.disk_gb", "fix:"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = baton(dir.path(), &["init", "--dir", ".", "--set", set]);
+        assert_eq!(out.status.code(), Some(2), "{set}: {}", stderr(&out));
+        assert_has(&stderr(&out), says);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{set} left {left:?}");
+    }
+}
+
+#[test]
 fn cron_that_does_not_parse() {
     let p = Project::init(&[]);
     let err = refused(&p, |t| {

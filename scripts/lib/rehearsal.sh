@@ -47,9 +47,9 @@ endpoint=$(head -1 "$work/exosim.out" | sed 's/^exosim: listening on //')
 
 site="$work/site"
 step "baton init (Elastic IP $eip, SSH port $port, cloud: exosim at $endpoint)"
-"$baton" init --dir "$site" --elastic-ip "$eip" --ssh-port "$port" \
-  --store "file://$work/store" --cloud-endpoint "$endpoint" 2>&1 | grep -v '^@cert' | sed 's/^/  /'
-"$root/scripts/loopback-site" "$site" "${SITE_ARGS[@]}"
+"$root/scripts/loopback-site" "$baton" "$site" "${SITE_ARGS[@]}" -- --elastic-ip "$eip" \
+  --ssh-port "$port" --store "file://$work/store" --cloud-endpoint "$endpoint" 2>&1 \
+  | grep -v '^@cert' | sed 's/^/  /'
 "$baton" publish -c "$site/baton.toml" | tail -1 | sed 's/^/  /'
 "$baton" known-hosts -c "$site/baton.toml" > "$work/known_hosts"
 kh_sum=$(sha256sum < "$work/known_hosts")

@@ -56,6 +56,7 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
         .replace("@AUTHORIZED_KEYS@", &authorized_toml)
         .replace("@STORE_URL@", &quoted(&store))
         .replace("@STORE_ENDPOINT_LINE@", &store_endpoint);
+    let text = apply_sets(&text, &args.set)?;
 
     let mut files: Vec<(PathBuf, Vec<u8>, u32)> = vec![
         (config_path.clone(), text.into_bytes(), PUBLIC),
@@ -167,6 +168,60 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
     eprintln!("\nAppend this line to ~/.ssh/known_hosts once; it stays valid across every swap:");
     print!("{line}");
     Ok(())
+}
+
+/// Applies `--set TABLE.KEY=VALUE` to the config's text, keeping its comments and layout.
+/// Whether the key exists and the value fits is then checked by the config's own
+/// validation, like any hand edit.
+fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
+    if sets.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| {
+        // The template is ours and the substitutions are quoted by the TOML library.
+        Error::bad_input(
+            format!("the generated baton.toml does not parse: {e}"),
+            "report this as a bug in baton init",
+        )
+    })?;
+    for set in sets {
+        let usage = "write --set TABLE.KEY=VALUE, e.g. --set swap.boot_timeout=2m";
+        let Some((path, raw)) = set.split_once('=') else {
+            return Err(Error::bad_input(format!("--set {set:?} has no '='"), usage));
+        };
+        let keys: Vec<&str> = path.trim().split('.').map(str::trim).collect();
+        let Some((key, tables)) = keys
+            .split_last()
+            .filter(|(k, t)| !k.is_empty() && !t.is_empty())
+        else {
+            return Err(Error::bad_input(
+                format!("--set {set:?}: {path:?} does not name a table and a key"),
+                usage,
+            ));
+        };
+        let mut table = doc.as_table_mut();
+        for (i, name) in tables.iter().enumerate() {
+            table = table
+                .get_mut(name)
+                .and_then(toml_edit::Item::as_table_mut)
+                .ok_or_else(|| {
+                    Error::bad_input(
+                        format!(
+                            "--set {set:?}: baton.toml has no table [{}]",
+                            tables[..=i].join(".")
+                        ),
+                        "see the tables `baton init` writes (site, cloud, instance, ssh, tls, \
+                         store, bundle, content, swap, backup)",
+                    )
+                })?;
+        }
+        let raw = raw.trim();
+        let value = raw
+            .parse::<toml_edit::Value>()
+            .unwrap_or_else(|_| toml_edit::Value::from(raw));
+        table[*key] = toml_edit::Item::Value(value);
+    }
+    Ok(doc.to_string())
 }
 
 /// Loads the config from a scratch copy of the project: the real text, and empty stand-ins

@@ -87,9 +87,16 @@ impl Rehearsal {
         );
         let site = dir.path().join("site");
         let store = dir.path().join("store");
-        ok(Command::new(BATON)
-            .args(["init", "--dir"])
+        // A small stand-in for the binary the server would download: the loopback VMs
+        // run the local baton, so uploading 300 MB of debug build per test buys nothing.
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(site.join("agent-binary"), b"#!/bin/sh\nexit 0\n").unwrap();
+        ok(Command::new(scripts().join("loopback-site"))
+            .arg(BATON)
             .arg(&site)
+            .args(["--boot-timeout", "40s", "--health-timeout", "15s"])
+            .args(["--handover-timeout", "60s"])
+            .args(["--agent-binary", "agent-binary", "--"])
             .args(["--elastic-ip", &eip, "--ssh-port", &ssh_port.to_string()])
             .arg("--store")
             .arg(format!("file://{}", store.display()))
@@ -105,20 +112,6 @@ impl Rehearsal {
             site,
             vms,
         };
-        // A small stand-in for the binary the server would download: the loopback VMs
-        // run the local baton, so uploading 300 MB of debug build per test buys nothing.
-        std::fs::write(r.site.join("agent-binary"), b"#!/bin/sh\nexit 0\n").unwrap();
-        ok(Command::new(scripts().join("loopback-site"))
-            .arg(&r.site)
-            .args(["--boot-timeout", "40s", "--health-timeout", "15s"])
-            .args([
-                "--handover-timeout",
-                "60s",
-                "--agent-binary",
-                "agent-binary",
-            ])
-            .output()
-            .unwrap());
         ok(Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["publish", "-c"])
             .arg(r.config())
