@@ -294,6 +294,38 @@ async fn a_failing_undo_is_listed_and_the_other_undos_still_run() {
 }
 
 #[tokio::test]
+async fn a_commit_whose_undo_cannot_say_it_did_not_commit_halts_the_unwind() {
+    // The commit's write failed (its answer lost, say) and its undo finds that it may have
+    // landed: undoing the steps before it would tear down what is now live.
+    let rig = Rig::new();
+    rig.faults.lock().unwrap().run = Some("commit");
+    rig.faults.lock().unwrap().undo = Some("commit");
+    let saga = rig.saga(NAMES.len(), false);
+    let (outcome, journal, _) = saga.start("doubt", State::default()).await.unwrap();
+    match &outcome {
+        Outcome::NeedsAttention {
+            step: "commit",
+            problems,
+        } => assert!(
+            problems.iter().any(|p| p.contains("undo of commit")),
+            "{problems:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        rig.faults.lock().unwrap().undone.is_empty(),
+        "nothing before the commit may be undone"
+    );
+    assert_eq!(rig.world(), sorted(&NAMES[..3]));
+    assert_eq!(journal.phase, Phase::NeedsAttention);
+    assert!(baton::swap::journal::is_unfinished(&journal));
+    // --resume finds out and goes on.
+    let (outcome, _, _) = saga.resume(journal).await.unwrap();
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(rig.world(), sorted(&NAMES));
+}
+
+#[tokio::test]
 async fn a_crash_after_any_step_can_be_resumed_or_aborted() {
     for crashed_after in 0..=NAMES.len() {
         for abort in [false, true] {

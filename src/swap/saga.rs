@@ -32,7 +32,8 @@ pub trait Step<S>: Send + Sync {
     async fn run(&self, state: &mut S) -> Result<(), StepError>;
     /// Reverses it; a target already gone is success. Also runs after the step itself
     /// failed part-way, or was cut short by a crash, so it must be safe on work that was
-    /// only partly done, or not at all.
+    /// only partly done, or not at all. A committing step's undo says whether the commit
+    /// surely did not happen (Ok) or may have (Err): an Err stops the unwind there.
     async fn undo(&self, _state: &mut S) -> Result<(), StepError> {
         Ok(())
     }
@@ -303,7 +304,16 @@ impl<S: Serialize + DeserializeOwned + Send + Sync + Clone> Saga<S> {
             }
             match step.undo(&mut j.state).await {
                 Ok(()) => j.done.retain(|d| d != step.name()),
-                Err(e) => undo_failures.push(format!("undo of {}: {e}", step.name())),
+                Err(e) => {
+                    undo_failures.push(format!("undo of {}: {e}", step.name()));
+                    if step.commits() {
+                        // The commit may have landed (its answer lost, say): what came
+                        // before it may be live now, so nothing more is undone. `--resume`
+                        // re-runs the commit, which finds out.
+                        self.save(j).await?;
+                        break;
+                    }
+                }
             }
             self.save(j).await?;
         }

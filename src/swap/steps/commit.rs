@@ -54,10 +54,42 @@ impl Step<SwapState> for Commit {
             since: chrono::Utc::now().to_rfc3339(),
             host_key: s.host_key.clone(),
         });
-        state::write(ctx.store.as_ref(), &site)
-            .await
-            .map_err(StepError::new)
+        let Err(e) = state::write(ctx.store.as_ref(), &site).await else {
+            return Ok(());
+        };
+        // A write whose answer was lost may have landed: look before anyone unwinds.
+        match committed(ctx, s.generation).await {
+            Ok(true) => Ok(()),
+            _ => Err(StepError(format!(
+                "writing {}: {e}",
+                crate::store::layout::STATE
+            ))),
+        }
     }
+
+    /// Runs when the commit failed or was cut short: Ok only when state.json surely does
+    /// not name this generation, so that undoing the steps before it is safe.
+    async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
+        match committed(&self.0, s.generation).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(StepError(format!(
+                "{} names generation {} (this swap's): it committed, so nothing is undone; \
+                 run `baton swap --resume` to finish it",
+                crate::store::layout::STATE,
+                s.generation
+            ))),
+            Err(e) => Err(StepError(format!(
+                "cannot tell whether the swap committed ({e}), so nothing is undone; run \
+                 `baton swap --resume` once the store answers"
+            ))),
+        }
+    }
+}
+
+/// Does state.json name `generation` as the active one?
+async fn committed(ctx: &Ctx, generation: u64) -> Result<bool, state::StateError> {
+    let site = state::read(ctx.store.as_ref()).await?;
+    Ok(site.and_then(|s| s.active).map(|a| a.generation) == Some(generation))
 }
 
 pub struct CleanUp(pub Arc<Ctx>);
