@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::rehearsal::Rehearsal;
+use common::rehearsal::{Rehearsal, rt};
 use common::{ok, stderr};
 use serde_json::{Value, json};
 
@@ -491,4 +491,40 @@ fn two_swaps_at_once_one_runs_the_other_names_the_holder_or_waits() {
     let (generation, instance) = r.active();
     assert_eq!(generation, 4);
     r.assert_serving(4, &instance);
+}
+
+#[test]
+fn a_swap_that_leaves_an_extra_instance_says_so_and_exits_3() {
+    let (r, _old) = deployed();
+    // An instance of the site that no generation accounts for, as a leak would leave.
+    let out = r.dir.path().join("render-99");
+    ok(r.baton(&[
+        "render",
+        "--generation",
+        "99",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let config = baton::config::Config::load(&r.config()).unwrap();
+    let spec = baton::cloud::InstanceSpec {
+        user_data: std::fs::read_to_string(out.join("user-data.b64")).unwrap(),
+        ..config.instance_spec(99)
+    };
+    let planted = rt()
+        .block_on(baton::cloud::Cloud::create_instance(
+            &r.exosim.client(),
+            &spec,
+        ))
+        .unwrap();
+    let (out, summary) = r.swap(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("end state"), "{err}");
+    assert!(err.contains(&planted.id), "{err}");
+    // The swap itself went through, and `baton gc`, as the message says, deletes the
+    // extra instance.
+    let new = summary["instance"].as_str().unwrap().to_string();
+    assert_eq!(r.active(), (2, new.clone()));
+    ok(r.baton(&["gc"]));
+    r.assert_serving(2, &new);
 }

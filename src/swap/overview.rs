@@ -118,6 +118,44 @@ pub async fn gather(
 }
 
 impl Overview {
+    /// How the cloud differs from what a finished swap (or an undone one) leaves: exactly
+    /// the active instance holds the address, and no other instance of the site exists.
+    /// Read from the cloud, never from the journal: a journal can say done while the cloud
+    /// holds one machine too many, or none.
+    pub fn end_state_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let active = self.state.as_ref().and_then(|s| s.active.as_ref());
+        match active {
+            Some(a) => {
+                if !self.instances.iter().any(|i| i.id == a.instance) {
+                    problems.push(format!(
+                        "state.json names instance {} (generation {}), which the cloud does not list",
+                        a.instance, a.generation
+                    ));
+                }
+                if self.address_holders != [a.instance.clone()] {
+                    problems.push(format!(
+                        "the Elastic IP is held by {}, not by the active instance {} alone",
+                        crate::cloud::names(self.address_holders.iter().cloned()),
+                        a.instance
+                    ));
+                }
+            }
+            None if !self.address_holders.is_empty() => problems.push(format!(
+                "no generation is active, yet the Elastic IP is held by {}",
+                self.address_holders.join(", ")
+            )),
+            None => {}
+        }
+        if !self.orphans.is_empty() {
+            problems.push(format!(
+                "instances of the site that no generation accounts for: {} (`baton gc` deletes them)",
+                self.orphans.join(", ")
+            ));
+        }
+        problems
+    }
+
     pub fn active_generation(&self) -> Option<u64> {
         self.state
             .as_ref()

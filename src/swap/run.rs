@@ -152,13 +152,46 @@ pub async fn run(
         held.lost(),
         say,
     ));
-    let result = drive(request.mode, &ctx, progress).await;
+    let mut result = drive(request.mode, &ctx, progress.clone()).await;
+    if let Ok(finished) = &mut result {
+        check_end_state(&ctx, finished, progress.as_ref()).await;
+    }
     if let Err(e) = held.release().await {
         // The next swap only waits for the lease to expire.
         tracing::warn!("could not release the deploy lock ({e}); it expires by itself");
     }
     result
 }
+
+/// Compares the cloud with what the outcome promises, still under the lock: a swap that
+/// says done (or undone) while an extra instance runs, or the address is elsewhere, ends
+/// with exit 3 and the list instead.
+async fn check_end_state(ctx: &Ctx, finished: &mut Finished, progress: &dyn Progress) {
+    if !matches!(finished.outcome, Outcome::Done | Outcome::Undone { .. }) {
+        return; // already needs attention, with its own list
+    }
+    let problems =
+        match super::overview::gather(&ctx.config, ctx.cloud.as_ref(), ctx.store.clone()).await {
+            Ok(overview) => overview.end_state_problems(),
+            Err(e) => vec![format!("could not read the end state back: {e}")],
+        };
+    if problems.is_empty() {
+        progress.note("end state checked against the cloud: one instance holds the address, nothing unaccounted for");
+        return;
+    }
+    let mut all = match &finished.outcome {
+        Outcome::Undone { step, error } => vec![format!("undone after {step}: {error}")],
+        _ => Vec::new(),
+    };
+    all.extend(problems.into_iter().map(|p| format!("end state: {p}")));
+    finished.outcome = Outcome::NeedsAttention {
+        step: END_STATE,
+        problems: all,
+    };
+}
+
+/// The name the end-state check goes by in an outcome.
+pub const END_STATE: &str = "end-state";
 
 /// The unfinished journals, if `mode` may go ahead with them: a new swap needs none,
 /// resume and abort need one. Read under the lock: a swap that held it a moment ago may
