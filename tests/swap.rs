@@ -494,7 +494,7 @@ fn two_swaps_at_once_one_runs_the_other_names_the_holder_or_waits() {
 }
 
 #[test]
-fn a_swap_that_leaves_an_extra_instance_says_so_and_exits_3() {
+fn a_swap_that_leaves_an_extra_instance_or_key_says_so_and_exits_3() {
     let (r, _old) = deployed();
     // An instance of the site that no generation accounts for, as a leak would leave.
     let out = r.dir.path().join("render-99");
@@ -516,11 +516,20 @@ fn a_swap_that_leaves_an_extra_instance_says_so_and_exits_3() {
             &spec,
         ))
         .unwrap();
+    // And a deploy key that outlived its swap.
+    let deploy_pub = std::fs::read_to_string(r.site.join("keys/deploy.pub")).unwrap();
+    rt().block_on(baton::cloud::Cloud::register_ssh_key(
+        &r.exosim.client(),
+        "baton-blog-98",
+        deploy_pub.trim(),
+    ))
+    .unwrap();
     let (out, summary) = r.swap(&[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("end state"), "{err}");
     assert!(err.contains(&planted.id), "{err}");
+    assert!(err.contains("baton-blog-98"), "{err}");
     // The swap itself went through, and `baton gc`, as the message says, deletes the
     // extra instance.
     let new = summary["instance"].as_str().unwrap().to_string();

@@ -50,18 +50,11 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
                 "run `baton swap --resume` or `baton swap --abort` first",
             ));
         }
-        let prefix = format!("baton-{}-", config.site.name);
         let mut plan = GcPlan {
             instances: overview.orphans.clone(),
+            ssh_keys: overview.ssh_keys.clone(),
             ..Default::default()
         };
-        plan.ssh_keys = cloud
-            .list_ssh_keys()
-            .await?
-            .into_iter()
-            .map(|k| k.name)
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
         // Finished journals beyond the retention go, and with them the artifacts only
         // they named: an artifact is kept while an unfinished swap or a generation whose
         // VM still exists may need it (nothing else reads it again).

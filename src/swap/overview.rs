@@ -27,6 +27,18 @@ pub struct Overview {
     pub unfinished: Vec<String>,
     /// baton's instances that state.json does not name active: `gc` candidates.
     pub orphans: Vec<String>,
+    /// The site's deploy keys registered with the cloud. A swap needs its key only to
+    /// create its VM and deletes it at the end, so outside a swap these are `gc` candidates.
+    pub ssh_keys: Vec<String>,
+}
+
+/// What a generation's deploy key is called in the cloud.
+pub fn key_name(site: &str, generation: u64) -> String {
+    format!("{}{generation}", key_prefix(site))
+}
+
+fn key_prefix(site: &str) -> String {
+    format!("baton-{site}-")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +81,14 @@ pub async fn gather(
         .await?
         .into_iter()
         .map(|i| i.id)
+        .collect();
+    let prefix = key_prefix(&config.site.name);
+    let ssh_keys = cloud
+        .list_ssh_keys()
+        .await?
+        .into_iter()
+        .map(|k| k.name)
+        .filter(|n| n.starts_with(&prefix))
         .collect();
     let state = state::read(store.as_ref()).await?;
     let active_id = state
@@ -114,6 +134,7 @@ pub async fn gather(
         lock,
         unfinished,
         orphans,
+        ssh_keys,
     })
 }
 
@@ -151,6 +172,12 @@ impl Overview {
             problems.push(format!(
                 "instances of the site that no generation accounts for: {} (`baton gc` deletes them)",
                 self.orphans.join(", ")
+            ));
+        }
+        if !self.ssh_keys.is_empty() {
+            problems.push(format!(
+                "deploy keys that no swap needs: {} (`baton gc` deletes them)",
+                self.ssh_keys.join(", ")
             ));
         }
         problems
@@ -209,6 +236,12 @@ impl Overview {
             s.push_str(&format!(
                 "  not active, gc would delete: {}\n",
                 self.orphans.join(", ")
+            ));
+        }
+        if !self.ssh_keys.is_empty() {
+            s.push_str(&format!(
+                "  deploy keys, gc would delete: {}\n",
+                self.ssh_keys.join(", ")
             ));
         }
         if let Some(st) = &self.state {

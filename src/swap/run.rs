@@ -312,7 +312,7 @@ async fn initial_state(
     let mut state = SwapState {
         site: config.site.name.clone(),
         generation,
-        key_name: format!("baton-{}-{generation}", config.site.name),
+        key_name: super::overview::key_name(&config.site.name, generation),
         old,
         no_handover,
         ..Default::default()
