@@ -407,6 +407,16 @@ impl Config {
         format!("{}-{generation}", self.site.name)
     }
 
+    /// The name generation `n`'s deploy key is registered under for its VM's creation.
+    pub fn key_name(&self, generation: u64) -> String {
+        format!("{}{generation}", self.key_prefix())
+    }
+
+    /// What every one of the site's deploy key names starts with.
+    pub fn key_prefix(&self) -> String {
+        format!("baton-{}-", self.site.name)
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut v = Validator::default();
         let c = self;

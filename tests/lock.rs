@@ -362,10 +362,7 @@ async fn a_held_lock_renews_itself_and_notices_when_it_is_taken_over() {
     let bob = lock.acquire(&holder("bob"), Duration::ZERO).await.unwrap();
     assert!(bob.took_over.is_some());
     let lost = held.lost();
-    until(20, "alice notices", || {
-        lost.load(std::sync::atomic::Ordering::SeqCst)
-    })
-    .await;
+    until(20, "alice notices", || lost.is_lost()).await;
     let err = held.check().unwrap_err();
     assert!(
         matches!(err, LockError::Lost { now, .. } if now >= bob.lease.epoch),

@@ -124,10 +124,8 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         Ok(())
     }
     .await;
-    if let Some(held) = held
-        && let Err(e) = held.release().await
-    {
-        eprintln!("warning: could not release the deploy lock ({e}); it expires by itself");
+    if let Some(held) = held {
+        held.release_or_warn().await;
     }
     result
 }

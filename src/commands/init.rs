@@ -184,6 +184,13 @@ fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
             "report this as a bug in baton init",
         )
     })?;
+    // Named from the template itself, so the hint cannot drift from it.
+    let known = doc
+        .iter()
+        .filter(|(_, item)| item.is_table())
+        .map(|(name, _)| name)
+        .collect::<Vec<_>>()
+        .join(", ");
     for set in sets {
         let usage = "write --set TABLE.KEY=VALUE, e.g. --set swap.boot_timeout=2m";
         let Some((path, raw)) = set.split_once('=') else {
@@ -210,8 +217,7 @@ fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
                             "--set {set:?}: baton.toml has no table [{}]",
                             tables[..=i].join(".")
                         ),
-                        "see the tables `baton init` writes (site, cloud, instance, ssh, tls, \
-                         store, bundle, content, swap, backup)",
+                        format!("baton init writes the tables {known}"),
                     )
                 })?;
         }

@@ -1,9 +1,9 @@
 //! What the swap's steps share that is not journalled: the clients, baton's deploy key,
 //! the rendered user-data, and running commands on a server over SSH.
 
+use super::lock::Lost;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -25,7 +25,7 @@ pub struct Ctx {
     pub connector: Arc<dyn Connector>,
     pub deploy_key: Arc<russh::keys::PrivateKey>,
     /// Set when the deploy lock was taken over: the commit must not happen.
-    pub lock_lost: Arc<AtomicBool>,
+    pub lock_lost: Lost,
     /// Detail lines for the progress output (remote output, what is being waited for).
     pub say: Arc<dyn Fn(String) + Send + Sync>,
     pub user_data: std::sync::Mutex<Option<Zeroizing<String>>>,
@@ -38,7 +38,7 @@ impl Ctx {
         store: Arc<dyn ObjectStore>,
         connector: Arc<dyn Connector>,
         deploy_key: russh::keys::PrivateKey,
-        lock_lost: Arc<AtomicBool>,
+        lock_lost: Lost,
         say: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Ctx {
         Ctx {

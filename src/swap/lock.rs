@@ -6,8 +6,7 @@
 //! release) creates the next epoch: of two contenders exactly one can create it, and
 //! nothing is ever overwritten. The winner deletes the epochs below its own.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -338,9 +337,7 @@ impl DeployLock {
 pub struct Held {
     lock: Arc<DeployLock>,
     lease: Arc<std::sync::Mutex<Lease>>,
-    lost: Arc<AtomicBool>,
-    /// Our epoch and the one that beat it, once one did.
-    lost_to: Arc<std::sync::OnceLock<(u64, u64)>>,
+    lost: Lost,
     renewer: tokio::task::JoinHandle<()>,
     /// The expired lease that was taken over, if any: the caller should say so.
     pub took_over: Option<Lease>,
@@ -351,19 +348,12 @@ impl DeployLock {
     pub async fn hold(self: Arc<Self>, holder: &Holder, wait: Duration) -> Result<Held, LockError> {
         let taken = self.acquire(holder, wait).await?;
         let lease = Arc::new(std::sync::Mutex::new(taken.lease));
-        let lost = Arc::new(AtomicBool::new(false));
-        let lost_to = Arc::new(std::sync::OnceLock::new());
-        let renewer = tokio::spawn(renew(
-            self.clone(),
-            lease.clone(),
-            lost.clone(),
-            lost_to.clone(),
-        ));
+        let lost = Lost::default();
+        let renewer = tokio::spawn(renew(self.clone(), lease.clone(), lost.clone()));
         Ok(Held {
             lock: self,
             lease,
             lost,
-            lost_to,
             renewer,
             took_over: taken.took_over,
         })
@@ -371,17 +361,14 @@ impl DeployLock {
 }
 
 impl Held {
-    /// Set once someone else's epoch came after ours: whatever would commit must not.
-    pub fn lost(&self) -> Arc<AtomicBool> {
+    /// Whether the lease was lost, for whoever must refuse to go on then (the commit).
+    pub fn lost(&self) -> Lost {
         self.lost.clone()
     }
 
     /// Fails once the lease was lost: call it before anything a new holder relies on.
     pub fn check(&self) -> Result<(), LockError> {
-        match self.lost_to.get() {
-            Some(&(ours, now)) => Err(LockError::Lost { ours, now }),
-            None => Ok(()),
-        }
+        self.lost.check()
     }
 
     pub fn lease(&self) -> Lease {
@@ -391,11 +378,21 @@ impl Held {
     /// Stops renewing and ends the lease. A lease that was lost is not ours to end.
     pub async fn release(self) -> Result<(), LockError> {
         self.renewer.abort();
-        if self.lost.load(Ordering::SeqCst) {
+        if self.lost.is_lost() {
             return Ok(());
         }
         let lease = self.lease();
         self.lock.release(&lease).await
+    }
+}
+
+impl Held {
+    /// [`Held::release`] for commands: a failure only makes the next holder wait for the
+    /// lease to expire, so it is a warning, not an error.
+    pub async fn release_or_warn(self) {
+        if let Err(e) = self.release().await {
+            tracing::warn!("could not release the deploy lock ({e}); it expires by itself");
+        }
     }
 }
 
@@ -407,12 +404,24 @@ impl Drop for Held {
     }
 }
 
-async fn renew(
-    lock: Arc<DeployLock>,
-    lease: Arc<std::sync::Mutex<Lease>>,
-    lost: Arc<AtomicBool>,
-    lost_to: Arc<std::sync::OnceLock<(u64, u64)>>,
-) {
+/// Set once someone else's epoch came after ours: our epoch and theirs.
+#[derive(Clone, Default)]
+pub struct Lost(Arc<OnceLock<(u64, u64)>>);
+
+impl Lost {
+    pub fn is_lost(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    pub fn check(&self) -> Result<(), LockError> {
+        match self.0.get() {
+            Some(&(ours, now)) => Err(LockError::Lost { ours, now }),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn renew(lock: Arc<DeployLock>, lease: Arc<std::sync::Mutex<Lease>>, lost: Lost) {
     loop {
         tokio::time::sleep(lock.ttl / 3).await;
         let current = crate::sync::lock(&lease).clone();
@@ -420,8 +429,7 @@ async fn renew(
             Ok(next) => *crate::sync::lock(&lease) = next,
             Err(e @ LockError::Lost { ours, now }) => {
                 tracing::error!("{e}");
-                let _ = lost_to.set((ours, now)); // set once: this task ends here
-                lost.store(true, Ordering::SeqCst);
+                let _ = lost.0.set((ours, now)); // set once: this task ends here
                 return;
             }
             // A store hiccup: the lease still has two thirds of its time.

@@ -32,15 +32,6 @@ pub struct Overview {
     pub ssh_keys: Vec<String>,
 }
 
-/// What a generation's deploy key is called in the cloud.
-pub fn key_name(site: &str, generation: u64) -> String {
-    format!("{}{generation}", key_prefix(site))
-}
-
-fn key_prefix(site: &str) -> String {
-    format!("baton-{site}-")
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum OverviewError {
     #[error(transparent)]
@@ -82,7 +73,7 @@ pub async fn gather(
         .into_iter()
         .map(|i| i.id)
         .collect();
-    let prefix = key_prefix(&config.site.name);
+    let prefix = config.key_prefix();
     let ssh_keys = cloud
         .list_ssh_keys()
         .await?
@@ -145,8 +136,7 @@ impl Overview {
     /// holds one machine too many, or none.
     pub fn end_state_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let active = self.state.as_ref().and_then(|s| s.active.as_ref());
-        match active {
+        match self.active() {
             Some(a) => {
                 if !self.instances.iter().any(|i| i.id == a.instance) {
                     problems.push(format!(
@@ -183,16 +173,17 @@ impl Overview {
         problems
     }
 
+    fn active(&self) -> Option<&crate::state::Active> {
+        self.state.as_ref().and_then(|s| s.active.as_ref())
+    }
+
     pub fn active_generation(&self) -> Option<u64> {
-        self.state
-            .as_ref()
-            .and_then(|s| s.active.as_ref())
-            .map(|a| a.generation)
+        self.active().map(|a| a.generation)
     }
 
     pub fn render(&self) -> String {
         let mut s = format!("site {}\n", self.site);
-        match self.state.as_ref().and_then(|st| st.active.as_ref()) {
+        match self.active() {
             Some(a) => s.push_str(&format!(
                 "  active: generation {} on instance {} ({}), since {}\n",
                 a.generation, a.instance, a.address, a.since

@@ -156,10 +156,7 @@ pub async fn run(
     if let Ok(finished) = &mut result {
         check_end_state(&ctx, finished, progress.as_ref()).await;
     }
-    if let Err(e) = held.release().await {
-        // The next swap only waits for the lease to expire.
-        tracing::warn!("could not release the deploy lock ({e}); it expires by itself");
-    }
+    held.release_or_warn().await;
     result
 }
 
@@ -312,7 +309,7 @@ async fn initial_state(
     let mut state = SwapState {
         site: config.site.name.clone(),
         generation,
-        key_name: super::overview::key_name(&config.site.name, generation),
+        key_name: config.key_name(generation),
         old,
         no_handover,
         ..Default::default()

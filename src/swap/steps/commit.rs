@@ -1,7 +1,6 @@
 //! The point of no return (state.json names the new generation) and the clean-up after it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 
@@ -24,7 +23,7 @@ impl Step<SwapState> for Commit {
 
     async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
         let ctx = &self.0;
-        if ctx.lock_lost.load(Ordering::SeqCst) {
+        if ctx.lock_lost.is_lost() {
             return Err(StepError(
                 "the deploy lock was taken over: another swap may be running, so this one \
                  does not commit"
