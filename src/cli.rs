@@ -53,6 +53,9 @@ pub enum Command {
     /// Replace the server: create the next generation, prove it, move the address, delete
     /// the old one. Resumable (`--resume`) and undoable (`--abort`).
     Swap(SwapArgs),
+    /// Put the previous generation back (kept for `swap.keep_previous` after a swap): the
+    /// address moves back in seconds, the monitoring data goes with it.
+    Rollback(RollbackArgs),
     /// Write the reproducible zip of the compose bundle and print its sha256.
     Bundle(BundleArgs),
     /// Send the site's content (`content.dir`) to the store; servers pull it within
@@ -81,6 +84,24 @@ pub struct SwapArgs {
     #[arg(long)]
     pub no_handover: bool,
     /// Wait this long for the deploy lock when another swap holds it (e.g. 10m).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Finish the unfinished rollback from its journal.
+    #[arg(long, conflicts_with = "abort")]
+    pub resume: bool,
+    /// Undo the unfinished rollback.
+    #[arg(long)]
+    pub abort: bool,
+    /// Wait this long for the deploy lock when a swap holds it (e.g. 10m).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_wait: std::time::Duration,
     /// Print the summary as JSON.

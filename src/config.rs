@@ -166,6 +166,21 @@ pub struct Swap {
     pub health_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub handover_timeout: Duration,
+    /// How long the site is watched through the address after a cut-over; failing
+    /// checks roll it back. Zero turns the watch off.
+    #[serde(deserialize_with = "duration")]
+    pub watch: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub watch_interval: Duration,
+    /// Consecutive failed checks that roll back.
+    pub watch_failures: u32,
+    /// How long the previous generation stays, detached, for `baton rollback` after the
+    /// watch. Zero deletes it as soon as the watch passed.
+    #[serde(deserialize_with = "duration")]
+    pub keep_previous: Duration,
+    /// What becomes of a generation that was rolled back: kept (for `keep_previous`)
+    /// to be looked at, or deleted at once.
+    pub on_rollback: OnRollback,
     /// The baton binary the new server runs [default: the one running the swap]. It must
     /// be built for the server (Linux x86_64).
     pub agent_binary: Option<PathBuf>,
@@ -179,9 +194,24 @@ impl Default for Swap {
             boot_timeout: Duration::from_secs(10 * 60),
             health_timeout: Duration::from_secs(5 * 60),
             handover_timeout: Duration::from_secs(10 * 60),
+            // Long enough for a release that fails on its first real traffic, short
+            // enough that the swap's terminal is not held for long.
+            watch: Duration::from_secs(5 * 60),
+            watch_interval: Duration::from_secs(5),
+            watch_failures: 3,
+            keep_previous: Duration::from_secs(30 * 60),
+            on_rollback: OnRollback::Keep,
             agent_binary: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRollback {
+    #[default]
+    Keep,
+    Delete,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -499,6 +529,48 @@ impl Config {
                 "use minutes, e.g. \"10m\" (the defaults fit a real cloud)",
             );
         }
+        v.check(
+            c.swap.watch.is_zero()
+                || (Duration::from_secs(5)..=Duration::from_secs(24 * 3600))
+                    .contains(&c.swap.watch),
+            "swap.watch",
+            || {
+                format!(
+                    "{} is outside 5s to 24h",
+                    humantime::format_duration(c.swap.watch)
+                )
+            },
+            "use minutes, e.g. \"5m\", or \"0s\" to turn the watch off",
+        );
+        v.check(
+            (Duration::from_secs(1)..=Duration::from_secs(300)).contains(&c.swap.watch_interval)
+                && (c.swap.watch.is_zero() || c.swap.watch_interval <= c.swap.watch),
+            "swap.watch_interval",
+            || {
+                format!(
+                    "{} is outside 1s to 5m, or longer than swap.watch",
+                    humantime::format_duration(c.swap.watch_interval)
+                )
+            },
+            "use seconds, e.g. \"5s\"",
+        );
+        v.check(
+            (1..=100).contains(&c.swap.watch_failures),
+            "swap.watch_failures",
+            || format!("{} is outside 1 to 100", c.swap.watch_failures),
+            "use a few, e.g. 3: one failed check alone is often a blip",
+        );
+        v.check(
+            c.swap.keep_previous <= Duration::from_secs(7 * 24 * 3600),
+            "swap.keep_previous",
+            || {
+                format!(
+                    "{} is longer than 7 days: a second VM would run (and cost) that long",
+                    humantime::format_duration(c.swap.keep_previous)
+                )
+            },
+            "use minutes or hours, e.g. \"30m\", or \"0s\" to delete it after the watch",
+        );
         v.check(
             !c.instance.instance_type.trim().is_empty(),
             "instance.type",

@@ -11,9 +11,95 @@ use crate::store::layout::STATE as KEY;
 pub struct SiteState {
     pub version: u32,
     pub active: Option<Active>,
+    /// The generation before the active one, kept detached and passive (its agent is
+    /// fenced) so that `baton rollback` needs no VM to create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+    /// The generation a rollback last gave up. Its number is never reused, and its
+    /// instance may be kept for inspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<RolledBack>,
     /// What a committed swap could not delete, for `baton gc` and `baton status`.
     #[serde(default)]
     pub leftovers: Vec<Leftover>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Previous {
+    #[serde(flatten)]
+    pub active: Active,
+    /// RFC 3339: until then `baton rollback` may go back to it; after it `baton gc` (or
+    /// the next swap) deletes it.
+    pub until: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RolledBack {
+    pub generation: u64,
+    pub instance: String,
+    pub at: String,
+    pub reason: String,
+    /// RFC 3339, while its instance is kept for inspection; `baton gc` deletes it after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_until: Option<String>,
+}
+
+impl SiteState {
+    /// The highest generation any swap committed: the next one is above it, even when a
+    /// rollback made a lower one active again.
+    pub fn highest_generation(&self) -> Option<u64> {
+        let active = self.active.as_ref().map(|a| a.generation);
+        let given_up = self.rolled_back.as_ref().map(|r| r.generation);
+        active.max(given_up)
+    }
+
+    /// The previous generation, if `baton rollback` may still go back to it at `now`.
+    pub fn rollback_target(&self, now: chrono::DateTime<chrono::Utc>) -> Option<&Previous> {
+        self.previous.as_ref().filter(|p| !expired(&p.until, now))
+    }
+
+    /// The instances this state keeps on purpose: the active, the previous and the one
+    /// kept for inspection after a rollback.
+    pub fn accounts_for(&self, instance: &str) -> bool {
+        self.active.as_ref().is_some_and(|a| a.instance == instance)
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.active.instance == instance)
+            || self
+                .rolled_back
+                .as_ref()
+                .is_some_and(|r| r.kept_until.is_some() && r.instance == instance)
+    }
+
+    /// Kept instances whose window is over at `now`: `baton gc` deletes them.
+    pub fn expired_kept(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|p| expired(&p.until, now))
+            .map(|p| p.active.instance.clone());
+        let inspected = self
+            .rolled_back
+            .as_ref()
+            .filter(|r| r.kept_until.as_deref().is_some_and(|u| expired(u, now)))
+            .map(|r| r.instance.clone());
+        previous.into_iter().chain(inspected).collect()
+    }
+}
+
+/// Is the RFC 3339 time `until` past at `now`? One that cannot be read is: keeping a VM
+/// forever on a garbled date costs money, deleting a kept one only a rollback option.
+pub fn expired(until: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+    chrono::DateTime::parse_from_rfc3339(until).map_or(true, |t| t <= now)
+}
+
+/// `now + d` in RFC 3339, as state.json's windows spell it.
+pub fn later(now: chrono::DateTime<chrono::Utc>, d: std::time::Duration) -> String {
+    let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    now.checked_add_signed(d)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        .to_rfc3339()
 }
 
 /// A resource that a swap past its commit failed to delete.
@@ -64,7 +150,7 @@ impl std::fmt::Display for Leftover {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Active {
     pub generation: u64,
     pub instance: String,
@@ -127,6 +213,54 @@ pub async fn write(store: &dyn ObjectStore, state: &SiteState) -> Result<(), Sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn active(generation: u64, instance: &str) -> Active {
+        Active {
+            generation,
+            instance: instance.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_generation_is_never_reused() {
+        let site = SiteState {
+            active: Some(active(1, "a")),
+            rolled_back: Some(RolledBack {
+                generation: 2,
+                instance: "b".into(),
+                at: String::new(),
+                reason: String::new(),
+                kept_until: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(site.highest_generation(), Some(2));
+        assert!(!site.accounts_for("b"), "deleted, so not kept");
+        assert_eq!(SiteState::default().highest_generation(), None);
+    }
+
+    #[test]
+    fn the_previous_generation_is_a_rollback_target_only_inside_its_window() {
+        let now = chrono::Utc::now();
+        let mut site = SiteState {
+            active: Some(active(2, "b")),
+            previous: Some(Previous {
+                active: active(1, "a"),
+                until: later(now, std::time::Duration::from_secs(60)),
+            }),
+            ..Default::default()
+        };
+        assert!(site.rollback_target(now).is_some());
+        assert!(site.accounts_for("a") && site.accounts_for("b"));
+        assert!(site.expired_kept(now).is_empty());
+        let an_hour_on = now + chrono::Duration::hours(1);
+        assert!(site.rollback_target(an_hour_on).is_none());
+        assert_eq!(site.expired_kept(an_hour_on), ["a"]);
+        // A date nobody can read keeps nothing.
+        site.previous.as_mut().unwrap().until = "soon".into();
+        assert!(site.rollback_target(now).is_none());
+    }
 
     #[test]
     fn leftovers_written_as_text_still_read() {

@@ -408,6 +408,26 @@ fn values_a_swap_could_never_use_are_refused_not_promised() {
             "boot_timeout = \"0s\"",
             "swap.boot_timeout",
         ),
+        (
+            "watch_failures = 3",
+            "watch_failures = 0",
+            "swap.watch_failures",
+        ),
+        (
+            "watch_interval = \"5s\"",
+            "watch_interval = \"10m\"",
+            "swap.watch_interval",
+        ),
+        (
+            "keep_previous = \"30m\"",
+            "keep_previous = \"30d\"",
+            "swap.keep_previous",
+        ),
+        (
+            "on_rollback = \"keep\"",
+            "on_rollback = \"maybe\"",
+            "swap.on_rollback",
+        ),
         // Once a panic (exit 101) in the certificate's time arithmetic.
         (
             "cert_lifetime = \"90d\"",

@@ -78,7 +78,7 @@ fn first_deploy_then_two_swaps_move_the_site_and_its_data() {
             .iter()
             .map(|s| s["step"].as_str().unwrap())
             .collect();
-        assert_eq!(steps.len(), 12, "{steps:?}");
+        assert_eq!(steps.len(), 14, "{steps:?}");
         let instance = summary["instance"].as_str().unwrap().to_string();
         r.assert_serving(generation, &instance);
         // The old VM is off: its directory and processes are gone.
@@ -358,7 +358,7 @@ fn crash(r: &Rehearsal, step: &str) {
 fn crash_after(step: &str) {
     let (r, old) = deployed();
     crash(&r, step);
-    let past_commit = matches!(step, "commit" | "clean-up");
+    let past_commit = matches!(step, "commit" | "clean-up" | "watch" | "retire");
     let plain = r.baton(&["swap"]);
     assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
     assert!(
@@ -446,6 +446,8 @@ crash_tests! {
     crash_after_detach_old => "detach-old",
     crash_after_commit => "commit",
     crash_after_clean_up => "clean-up",
+    crash_after_watch => "watch",
+    crash_after_retire => "retire",
 }
 
 #[test]

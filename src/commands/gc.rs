@@ -47,11 +47,16 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
                     "unfinished swap {}: its instances and keys are not garbage yet",
                     overview.unfinished.join(", ")
                 ),
-                "run `baton swap --resume` or `baton swap --abort` first",
+                "run `baton swap --resume` or `--abort` first (a rollback: `baton rollback --resume` or `--abort`)",
             ));
         }
         let mut plan = GcPlan {
-            instances: overview.orphans.clone(),
+            instances: overview
+                .orphans
+                .iter()
+                .chain(&overview.expired)
+                .cloned()
+                .collect(),
             ssh_keys: overview.ssh_keys.clone(),
             ..Default::default()
         };
@@ -59,8 +64,16 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         // they named: an artifact is kept while an unfinished swap or a generation whose
         // VM still exists may need it (nothing else reads it again).
         let journals = crate::swap::journal::list(store.as_ref()).await?;
-        let active: Vec<u64> = overview.active_generation().into_iter().collect();
-        let retention = crate::swap::journal::retention(&journals, &active);
+        // The kept previous generation's VM may still be put back: its artifacts stay.
+        let kept: Vec<u64> = overview
+            .state
+            .iter()
+            .flat_map(|s| {
+                let previous = s.previous.as_ref().map(|p| p.active.generation);
+                s.active.as_ref().map(|a| a.generation).into_iter().chain(previous)
+            })
+            .collect();
+        let retention = crate::swap::journal::retention(&journals, &kept);
         plan.journals = retention.expired;
         plan.artifacts = store
             .list(ARTIFACTS)
@@ -111,12 +124,28 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         for key in plan.artifacts.iter().chain(&plan.journals) {
             store.delete(key).await?;
         }
-        // What swaps left for gc (old instances, keys) is deleted above: the record of it
-        // goes too, or `baton status` would list it forever.
+        // What swaps left for gc (old instances, keys) and the kept instances whose time
+        // is up are deleted above: the record of them goes too, or `baton status` would
+        // list them forever.
+        let now = chrono::Utc::now();
         if let Some(mut site) = overview.state
-            && !site.leftovers.is_empty()
+            && (!site.leftovers.is_empty() || !site.expired_kept(now).is_empty())
         {
             site.leftovers.clear();
+            if site
+                .previous
+                .as_ref()
+                .is_some_and(|p| crate::state::expired(&p.until, now))
+            {
+                site.previous = None;
+            }
+            if let Some(r) = &mut site.rolled_back
+                && r.kept_until
+                    .as_deref()
+                    .is_some_and(|u| crate::state::expired(u, now))
+            {
+                r.kept_until = None;
+            }
             crate::state::write(store.as_ref(), &site)
                 .await
                 .map_err(crate::swap::overview::OverviewError::from)?;

@@ -12,6 +12,7 @@ pub mod prune;
 pub mod publish;
 pub mod render;
 pub mod restore;
+pub mod rollback;
 pub mod status;
 pub mod swap;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Bundle(args) => bundle::run(&args),
         Command::Publish(args) => block_on(publish::run(&args)),
         Command::Swap(args) => block_on(swap::run(&args)),
+        Command::Rollback(args) => block_on(rollback::run(&args)),
     }
 }
 

@@ -24,7 +24,12 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let (cloud, store) = super::operator(&config).await?;
     let overview = gather(&config, &cloud, store).await?;
-    let generation = crate::swap::run::next_generation(overview.active_generation())?;
+    let generation = crate::swap::run::next_generation(
+        overview
+            .state
+            .as_ref()
+            .and_then(crate::state::SiteState::highest_generation),
+    )?;
     let name = config.instance_name(generation);
     let spec = config.instance_spec(generation);
     // Names that do not resolve are bad input: nothing would be created.

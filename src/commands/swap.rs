@@ -11,7 +11,7 @@ use crate::cli::{ConfigArg, ReportArgs, SwapArgs};
 use crate::config::Config;
 use crate::error::Error;
 use crate::swap::lock::Holder;
-use crate::swap::run::{Finished, Mode, Progress, Request, Services};
+use crate::swap::run::{Finished, Mode, Progress, Request, SagaKind, Services};
 use crate::swap::saga::{Outcome, StepTime};
 
 #[derive(Serialize)]
@@ -26,12 +26,48 @@ struct Summary {
     steps: Vec<StepReport>,
     total_seconds: f64,
     problems: Vec<String>,
+    /// The rollback that followed a failed watch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback: Option<super::rollback::Report>,
 }
 
 #[derive(Serialize)]
-struct StepReport {
+pub(super) struct StepReport {
     step: &'static str,
     seconds: f64,
+}
+
+pub(super) fn step_reports(times: &[StepTime]) -> Vec<StepReport> {
+    times
+        .iter()
+        .map(|t| StepReport {
+            step: t.step,
+            seconds: t.took.as_secs_f64(),
+        })
+        .collect()
+}
+
+/// One line per step with its time, then the total.
+pub(super) fn time_lines(times: &[StepTime], total: f64) -> String {
+    let mut out = String::new();
+    for t in times {
+        out.push_str(&format!(
+            "\n  {:<16} {:>8.1}s",
+            t.step,
+            t.took.as_secs_f64()
+        ));
+    }
+    out.push_str(&format!("\n  {:<16} {:>8.1}s", "total", total));
+    out
+}
+
+/// The word a summary gives an outcome.
+pub(super) fn outcome_word(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done => "done",
+        Outcome::Undone { .. } => "undone",
+        Outcome::NeedsAttention { .. } => "needs-attention",
+    }
 }
 
 pub async fn run(args: &SwapArgs) -> Result<(), Error> {
@@ -54,7 +90,6 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         }
     };
     let config = Config::load(&args.config.path)?;
-    let deploy_key = crate::generation::deploy_key(&config)?;
     // A resumed or aborted swap may be past needing these; a new one must not start
     // without them (nothing uploaded yet, nothing to undo).
     if let Mode::Start { .. } = mode {
@@ -66,23 +101,51 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
             ));
         }
     }
+    let finished = execute(
+        config,
+        SagaKind::Swap,
+        mode,
+        args.lock_wait,
+        |store| async move {
+            if let Mode::Start { .. } = mode
+                && !crate::content::is_published(store.as_ref()).await?
+            {
+                return Err(Error::bad_input(
+                    format!(
+                        "no site is published in {}: the new server would answer 404 and fail its \
+                     health check",
+                        store.describe()
+                    ),
+                    "run `baton publish` first",
+                ));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    report(args, &finished)
+}
+
+/// Opens the cloud and the store for `config`, lets `check` look at the store first, and
+/// runs the saga under the deploy lock with step lines on stderr.
+pub(super) async fn execute<F>(
+    config: Config,
+    saga: SagaKind,
+    mode: Mode,
+    lock_wait: Duration,
+    check: impl FnOnce(Arc<dyn crate::store::ObjectStore>) -> F,
+) -> Result<Finished, Error>
+where
+    F: std::future::Future<Output = Result<(), Error>>,
+{
+    let deploy_key = crate::generation::deploy_key(&config)?;
     let (cloud, store) = super::operator(&config).await?;
-    if let Mode::Start { .. } = mode
-        && !crate::content::is_published(store.as_ref()).await?
-    {
-        return Err(Error::bad_input(
-            format!(
-                "no site is published in {}: the new server would answer 404 and fail its \
-                 health check",
-                store.describe()
-            ),
-            "run `baton publish` first",
-        ));
-    }
+    check(store.clone()).await?;
     let progress = Arc::new(StepLines::new());
     let request = Request {
+        saga,
         mode,
-        lock_wait: args.lock_wait,
+        lock_wait,
         holder: Holder::this_process(),
     };
     let services = Services {
@@ -95,50 +158,87 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
     };
     let finished = crate::swap::run::run(request, services, progress.clone()).await?;
     drop(progress);
-    report(args, &finished)
+    Ok(finished)
 }
 
 fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
-    let (outcome, j, times) = (&finished.outcome, &finished.journal, &finished.times);
-    let (word, message) = match outcome {
-        Outcome::Done => ("done", String::new()),
-        Outcome::Undone { step, error } => (
+    let outcome = &finished.outcome;
+    let Some(j) = &finished.swap else {
+        return Err(Error::bad_input(
+            "the run had no swap to report",
+            "run `baton status`",
+        ));
+    };
+    let rollback = finished.rollback.as_ref().map(super::rollback::report_of);
+    let (word, code, message) = match (outcome, &rollback) {
+        (Outcome::Done, None) => ("done", 0, String::new()),
+        (Outcome::Done, Some(r)) => (
+            "rolled-back",
+            1,
+            format!(
+                "generation {} failed the watch and was rolled back: generation {} serves \
+                 again{}",
+                r.from_generation,
+                r.to_generation,
+                r.explain()
+            ),
+        ),
+        (Outcome::Undone { step, error }, Some(r)) => (
+            "needs-attention",
+            3,
+            format!(
+                "generation {} failed the watch, and its rollback failed at {step} and was \
+                 undone: generation {} still holds the address\n  why: {error}{}\n  fix: \
+                 `baton rollback` tries again while generation {} is kept",
+                r.from_generation,
+                r.from_generation,
+                r.explain(),
+                r.to_generation
+            ),
+        ),
+        (Outcome::Undone { step, error }, None) => (
             "undone",
+            1,
             format!(
                 "the swap failed at {step} and was undone; the old server serves as before\n  \
                  why: {error}"
             ),
         ),
-        Outcome::NeedsAttention { step, problems } => (
+        (Outcome::NeedsAttention { step, problems }, _) => (
             "needs-attention",
+            3,
             format!(
-                "the swap stopped at {step} and needs attention:\n  {}",
+                "the {} stopped at {step} and needs attention:\n  {}",
+                if rollback.is_some() {
+                    "rollback after the watch"
+                } else {
+                    "swap"
+                },
                 problems.join("\n  ")
             ),
         ),
     };
     let s = &j.state;
+    let mut problems = j.problems.clone();
+    if let Some(r) = &finished.rollback {
+        problems.extend(r.problems.iter().cloned());
+    }
     let summary = Summary {
         outcome: word,
-        exit_code: outcome.exit_code(),
+        exit_code: code,
         journal: j.id.clone(),
         generation: s.generation,
         instance: s.instance_id.clone(),
         public_ip: s.public_ip.map(|i| i.to_string()),
         replaced: s.old.as_ref().map(|o| o.instance.clone()),
-        steps: times
-            .iter()
-            .map(|t| StepReport {
-                step: t.step,
-                seconds: t.took.as_secs_f64(),
-            })
-            .collect(),
+        steps: step_reports(&finished.times),
         total_seconds: finished.took.as_secs_f64(),
-        problems: j.problems.clone(),
+        problems,
+        rollback,
     };
     super::print(args.json, &summary, || {
-        let mut out = match outcome {
-            Outcome::Done => format!(
+        let head = match word {
+            "done" => format!(
                 "generation {} is live on instance {} ({})",
                 s.generation,
                 s.instance_id.as_deref().unwrap_or("?"),
@@ -146,41 +246,27 @@ fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
             ),
             _ => format!("generation {}: {word}", s.generation),
         };
-        for t in times {
-            out.push_str(&format!(
-                "\n  {:<16} {:>8.1}s",
-                t.step,
-                t.took.as_secs_f64()
-            ));
-        }
-        out.push_str(&format!(
-            "\n  {:<16} {:>8.1}s",
-            "total", summary.total_seconds
-        ));
-        out
+        head + &time_lines(&finished.times, summary.total_seconds)
     });
     match outcome {
-        Outcome::Done => Ok(()),
+        Outcome::Done if code == 0 => Ok(()),
         // What --abort was asked to do, done.
         Outcome::Undone { .. } if args.abort => {
             eprintln!("aborted: every step of the swap was undone");
             Ok(())
         }
-        _ => Err(Error::Swap {
-            message,
-            code: outcome.exit_code(),
-        }),
+        _ => Err(Error::Swap { message, code }),
     }
 }
 
 /// Step progress on stderr: a spinner on a terminal, plain lines otherwise.
-struct StepLines {
+pub(super) struct StepLines {
     bar: Option<indicatif::ProgressBar>,
     index: std::sync::Mutex<usize>,
 }
 
 impl StepLines {
-    fn new() -> StepLines {
+    pub(super) fn new() -> StepLines {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(120));
@@ -202,6 +288,11 @@ impl StepLines {
 
 impl Progress for StepLines {
     fn note(&self, line: &str) {
+        self.line(line);
+    }
+
+    fn begin(&self, line: &str) {
+        *crate::sync::lock(&self.index) = 0;
         self.line(line);
     }
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use super::rollback::{self, RollbackState};
 use super::saga::{Journal, Phase};
 use super::steps::{SwapState, names};
 use crate::store::layout;
@@ -15,24 +16,88 @@ use crate::store::{ObjectStore, StoreError};
 /// last few swaps did, few enough that their artifacts do not pile up.
 pub const KEEP_FINISHED: usize = 10;
 
+/// A saga's journal of either kind: swaps and rollbacks share the store's `journal/`, the
+/// unfinished rule and the retention, so that each blocks the other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Swap(Journal<SwapState>),
+    Rollback(Journal<RollbackState>),
+}
+
+impl Entry {
+    /// Parses a journal; its id says which kind it is.
+    pub fn parse(id: &str, bytes: &[u8]) -> Result<Entry, String> {
+        if id.starts_with(rollback::ID_PREFIX) {
+            serde_json::from_slice(bytes).map(Entry::Rollback)
+        } else {
+            serde_json::from_slice(bytes).map(Entry::Swap)
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::Swap(_) => "swap",
+            Entry::Rollback(_) => "rollback",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Entry::Swap(j) => &j.id,
+            Entry::Rollback(j) => &j.id,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self {
+            Entry::Swap(j) => j.phase,
+            Entry::Rollback(j) => j.phase,
+        }
+    }
+
+    /// The generation it made (a swap) or gave up (a rollback): journals sort by it.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Entry::Swap(j) => j.state.generation,
+            Entry::Rollback(j) => j.state.from.generation,
+        }
+    }
+
+    pub fn is_unfinished(&self) -> bool {
+        match self {
+            Entry::Swap(j) => is_unfinished(j),
+            Entry::Rollback(j) => is_unfinished(j),
+        }
+    }
+
+    /// `swap ID (phase P, done: A, B)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Swap(j) => format!("swap {}", describe(j)),
+            Entry::Rollback(j) => format!("rollback {}", describe(j)),
+        }
+    }
+}
+
 /// One journal object, read and parsed, or why it could not be.
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub key: String,
-    pub journal: Result<Journal<SwapState>, String>,
+    pub journal: Result<Entry, String>,
 }
 
 impl Listed {
     /// Unfinished, or unreadable (which nobody may take for finished: it could be a swap
     /// in the middle of its work).
     pub fn blocks_others(&self) -> bool {
-        self.journal.as_ref().map_or(true, is_unfinished)
+        self.journal.as_ref().map_or(true, Entry::is_unfinished)
     }
 
-    /// The journal's id, phase and done steps, for messages.
+    /// The journal's kind, id, phase and done steps, for messages.
     pub fn describe(&self) -> String {
         match &self.journal {
-            Ok(j) => describe(j),
+            Ok(j) => j.describe(),
             Err(why) => format!("{} (unreadable: {why})", self.key),
         }
     }
@@ -72,11 +137,14 @@ pub fn describe<S>(j: &Journal<S>) -> String {
     )
 }
 
-/// A swap that neither finished nor was undone. One that failed only after its commit is
+/// A saga that neither finished nor was undone. One that failed only after its commit is
 /// finished (what it left is in state.json for `gc`); one that was interrupted after the
 /// commit is not: `--resume` completes it.
 pub fn is_unfinished<S>(j: &Journal<S>) -> bool {
-    let committed = j.done.iter().any(|d| d == names::COMMIT);
+    let committed = j
+        .done
+        .iter()
+        .any(|d| d == names::COMMIT || d == rollback::names::COMMIT);
     j.phase == Phase::Running || (j.phase == Phase::NeedsAttention && !committed)
 }
 
@@ -85,14 +153,13 @@ pub fn is_unfinished<S>(j: &Journal<S>) -> bool {
 pub async fn list(store: &dyn ObjectStore) -> Result<Vec<Listed>, StoreError> {
     let mut out = Vec::new();
     for o in store.list(layout::JOURNALS).await? {
-        if layout::journal_id(&o.key).is_none() {
+        let Some(id) = layout::journal_id(&o.key).map(str::to_string) else {
             continue;
-        }
+        };
         let Some(bytes) = store.get(&o.key).await? else {
             continue; // deleted since the listing
         };
-        let journal =
-            serde_json::from_slice::<Journal<SwapState>>(&bytes).map_err(|e| e.to_string());
+        let journal = Entry::parse(&id, &bytes);
         out.push(Listed {
             key: o.key,
             journal,
@@ -104,7 +171,8 @@ pub async fn list(store: &dyn ObjectStore) -> Result<Vec<Listed>, StoreError> {
 
 fn order(l: &Listed) -> (u64, String) {
     match &l.journal {
-        Ok(j) => (j.state.generation, j.id.clone()),
+        // A rollback after the swap of the generation it gives up: digits sort first.
+        Ok(j) => (j.generation(), j.id().to_string()),
         // Unreadable ones last: they are listed, never pruned.
         Err(_) => (u64::MAX, l.key.clone()),
     }
@@ -112,11 +180,11 @@ fn order(l: &Listed) -> (u64, String) {
 
 /// The unfinished journals, oldest first; an unreadable journal is an error, since it
 /// may be one.
-pub async fn unfinished(store: &dyn ObjectStore) -> Result<Vec<Journal<SwapState>>, JournalError> {
+pub async fn unfinished(store: &dyn ObjectStore) -> Result<Vec<Entry>, JournalError> {
     let mut out = Vec::new();
     for l in list(store).await? {
         match l.journal {
-            Ok(j) if is_unfinished(&j) => out.push(j),
+            Ok(j) if j.is_unfinished() => out.push(j),
             Ok(_) => {}
             Err(why) => return Err(JournalError::Unreadable { key: l.key, why }),
         }
@@ -150,7 +218,14 @@ pub fn retention(listed: &[Listed], keep_generations: &[u64]) -> Retention {
     let finished: Vec<&Listed> = listed.iter().filter(|l| !l.blocks_others()).collect();
     let recent = finished.len().saturating_sub(KEEP_FINISHED);
     for (i, l) in finished.iter().enumerate() {
-        let Ok(j) = &l.journal else { continue };
+        let Ok(entry) = &l.journal else { continue };
+        let Entry::Swap(j) = entry else {
+            // A rollback names no artifacts: it only expires.
+            if i < recent {
+                r.expired.push(l.key.clone());
+            }
+            continue;
+        };
         let of_kept_generation =
             keep_generations.contains(&j.state.generation) && j.phase == Phase::Done;
         if i < recent && !of_kept_generation {
@@ -161,7 +236,7 @@ pub fn retention(listed: &[Listed], keep_generations: &[u64]) -> Retention {
         }
     }
     for l in listed.iter().filter(|l| l.blocks_others()) {
-        if let Ok(j) = &l.journal {
+        if let Ok(Entry::Swap(j)) = &l.journal {
             r.needed_artifacts.extend(artifacts(j));
         }
     }
@@ -176,7 +251,7 @@ mod tests {
         let id = format!("{generation}-20261202T000000.000Z-0000");
         Listed {
             key: layout::journal(&id),
-            journal: Ok(Journal {
+            journal: Ok(Entry::Swap(Journal {
                 id,
                 phase,
                 done: done.iter().map(|s| s.to_string()).collect(),
@@ -187,19 +262,55 @@ mod tests {
                     ..Default::default()
                 },
                 problems: vec![],
-            }),
+            })),
         }
     }
 
     #[test]
     fn the_unfinished_rule() {
-        let j = |phase, done: &[&str]| journal(1, phase, done, "").journal.unwrap();
+        let j = |phase, done: &[&str]| match journal(1, phase, done, "").journal.unwrap() {
+            Entry::Swap(j) => j,
+            Entry::Rollback(_) => unreachable!(),
+        };
         assert!(is_unfinished(&j(Phase::Running, &[])));
         assert!(is_unfinished(&j(Phase::Running, &[names::COMMIT])));
         assert!(is_unfinished(&j(Phase::NeedsAttention, &[names::CREATE])));
         assert!(!is_unfinished(&j(Phase::NeedsAttention, &[names::COMMIT])));
         assert!(!is_unfinished(&j(Phase::Done, &[])));
         assert!(!is_unfinished(&j(Phase::Undone, &[])));
+    }
+
+    #[test]
+    fn a_rollback_journal_is_told_by_its_id_and_blocks_like_a_swap() {
+        let j = Journal {
+            id: "rollback-2-20261204T000000.000Z-0000".to_string(),
+            phase: Phase::Running,
+            done: vec![rollback::names::COMMIT.to_string()],
+            state: RollbackState::default(),
+            problems: vec![],
+        };
+        let bytes = serde_json::to_vec(&j).unwrap();
+        let entry = Entry::parse(&j.id, &bytes).unwrap();
+        assert_eq!(entry.kind(), "rollback");
+        assert!(entry.is_unfinished());
+        let finished = Journal {
+            phase: Phase::NeedsAttention,
+            ..j
+        };
+        assert!(
+            !is_unfinished(&finished),
+            "failed after its commit: finished"
+        );
+        // A swap's journal under a rollback's id does not parse as a rollback.
+        let swap = serde_json::to_vec(&Journal {
+            id: "rollback-x".to_string(),
+            phase: Phase::Done,
+            done: vec![],
+            state: SwapState::default(),
+            problems: vec![],
+        })
+        .unwrap();
+        assert!(Entry::parse("rollback-x", &swap).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod lock;
 pub mod overview;
 pub mod preflight;
 pub mod probe;
+pub mod rollback;
 pub mod run;
 pub mod saga;
 pub mod steps;

@@ -25,8 +25,13 @@ pub struct Overview {
     pub lock: Option<Lease>,
     /// Journals of swaps that did not finish.
     pub unfinished: Vec<String>,
-    /// baton's instances that state.json does not name active: `gc` candidates.
+    /// The generation whose watch is running: committed, not yet past its watch.
+    pub watching: Option<u64>,
+    /// baton's instances that state.json does not account for (active, kept previous,
+    /// kept after a rollback): `gc` candidates.
     pub orphans: Vec<String>,
+    /// Kept instances whose window is over: `gc` deletes them too.
+    pub expired: Vec<String>,
     /// The site's deploy keys registered with the cloud. A swap needs its key only to
     /// create its VM and deletes it at the end, so outside a swap these are `gc` candidates.
     pub ssh_keys: Vec<String>,
@@ -82,14 +87,18 @@ pub async fn gather(
         .filter(|n| n.starts_with(&prefix))
         .collect();
     let state = state::read(store.as_ref()).await?;
-    let active_id = state
-        .as_ref()
-        .and_then(|s| s.active.as_ref())
-        .map(|a| a.instance.clone());
+    let now = chrono::Utc::now();
     let orphans = instances
         .iter()
-        .filter(|i| Some(&i.id) != active_id.as_ref())
+        .filter(|i| !state.as_ref().is_some_and(|s| s.accounts_for(&i.id)))
         .map(|i| i.id.clone())
+        .collect();
+    let expired = state
+        .as_ref()
+        .map(|s| s.expired_kept(now))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| instances.iter().any(|i| &i.id == id))
         .collect();
     let last_backup = store
         .list(MANIFESTS)
@@ -100,7 +109,7 @@ pub async fn gather(
     let last_backup_age_seconds = last_backup
         .as_deref()
         .and_then(manifest_time)
-        .map(|t| (chrono::Utc::now() - t).num_seconds());
+        .map(|t| (now - t).num_seconds());
     let lock = DeployLock::new(
         store.clone(),
         std::sync::Arc::new(crate::clock::SystemClock),
@@ -115,6 +124,16 @@ pub async fn gather(
         .filter(|l| l.blocks_others())
         .map(super::journal::Listed::describe)
         .collect();
+    let watching = journals.iter().find_map(|l| match &l.journal {
+        Ok(super::journal::Entry::Swap(j))
+            if j.phase == super::saga::Phase::Running
+                && j.done.iter().any(|d| d == super::steps::names::COMMIT)
+                && !j.done.iter().any(|d| d == super::steps::names::WATCH) =>
+        {
+            Some(j.state.generation)
+        }
+        _ => None,
+    });
     Ok(Overview {
         site: config.site.name.clone(),
         state,
@@ -124,7 +143,9 @@ pub async fn gather(
         last_backup_age_seconds,
         lock,
         unfinished,
+        watching,
         orphans,
+        expired,
         ssh_keys,
     })
 }
@@ -190,6 +211,37 @@ impl Overview {
             )),
             None => s.push_str("  active: none yet (no swap has committed)\n"),
         }
+        if let (Some(g), Some(_)) = (self.watching, &self.lock) {
+            s.push_str(&format!(
+                "  watch: generation {g} is being watched; failing checks roll it back\n"
+            ));
+        }
+        if let Some(p) = self.state.as_ref().and_then(|s| s.previous.as_ref()) {
+            let open = !crate::state::expired(&p.until, chrono::Utc::now());
+            s.push_str(&format!(
+                "  previous: generation {} on instance {}, kept until {}{}\n",
+                p.active.generation,
+                p.active.instance,
+                p.until,
+                if open {
+                    " (`baton rollback` puts it back)"
+                } else {
+                    " (past: gc deletes it)"
+                }
+            ));
+        }
+        if let Some(r) = self.state.as_ref().and_then(|s| s.rolled_back.as_ref()) {
+            s.push_str(&format!(
+                "  rolled back: generation {} at {}: {}\n",
+                r.generation, r.at, r.reason
+            ));
+            if let Some(until) = &r.kept_until {
+                s.push_str(&format!(
+                    "    its instance {} is kept for inspection until {until}\n",
+                    r.instance
+                ));
+            }
+        }
         s.push_str(&format!(
             "  address held by: {}\n",
             if self.address_holders.is_empty() {
@@ -220,13 +272,19 @@ impl Overview {
         }
         for u in &self.unfinished {
             s.push_str(&format!(
-                "  unfinished swap: {u} (run `baton swap --resume` or `--abort`)\n"
+                "  unfinished {u} (run `baton {} --resume` or `--abort`)\n",
+                u.split(' ').next().unwrap_or("swap")
             ));
         }
-        if !self.orphans.is_empty() {
+        if !self.orphans.is_empty() || !self.expired.is_empty() {
             s.push_str(&format!(
                 "  not active, gc would delete: {}\n",
-                self.orphans.join(", ")
+                self.orphans
+                    .iter()
+                    .chain(&self.expired)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if !self.ssh_keys.is_empty() {

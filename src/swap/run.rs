@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ctx::Ctx;
-use super::journal::JournalError;
+use super::journal::{Entry, JournalError};
 use super::lock::{DeployLock, Holder, LockError};
-use super::saga::{Journal, Outcome, Saga, StepTime};
-use super::steps::{self, SwapState};
+use super::rollback::RollbackState;
+use super::saga::{Journal, Outcome, Saga, Step, StepTime};
+use super::steps::{self, SwapState, WatchFailure};
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError};
 use crate::config::Config;
@@ -32,6 +33,7 @@ pub enum Mode {
 }
 
 pub struct Request {
+    pub saga: SagaKind,
     pub mode: Mode,
     /// How long to wait for a deploy lock that another swap holds.
     pub lock_wait: Duration,
@@ -52,27 +54,70 @@ pub struct Services {
 pub trait Progress: Send + Sync {
     /// A line about the swap as a whole (what it replaces, what it resumes).
     fn note(&self, line: &str);
+    /// A saga starts (the swap, or the rollback after it): a note, and the step count
+    /// starts again.
+    fn begin(&self, line: &str) {
+        self.note(line);
+    }
     /// A step starts (`time` is `None`) or ends.
     fn step(&self, name: &'static str, time: Option<&StepTime>, total: usize);
     /// A detail of the running step (remote output, what is being waited for).
     fn detail(&self, line: &str);
 }
 
-/// How a swap ended, for its report.
+/// How a run ended, for its report: the swap's journal, the rollback's, or both (a swap
+/// whose watch failed, then its rollback). `outcome` is the last saga's.
 pub struct Finished {
     pub outcome: Outcome,
-    pub journal: Journal<SwapState>,
+    pub swap: Option<Journal<SwapState>>,
+    pub rollback: Option<Journal<RollbackState>>,
+    /// Every step that ran, in order.
     pub times: Vec<StepTime>,
     pub took: Duration,
+}
+
+impl Finished {
+    fn record_swap(&mut self, o: Outcome, j: Journal<SwapState>, t: Vec<StepTime>) {
+        self.outcome = o;
+        self.swap = Some(j);
+        self.times.extend(t);
+    }
+
+    fn record_rollback(&mut self, o: Outcome, j: Journal<RollbackState>, t: Vec<StepTime>) {
+        self.outcome = o;
+        self.rollback = Some(j);
+        self.times.extend(t);
+    }
+}
+
+/// Which saga a run starts, resumes or aborts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaKind {
+    Swap,
+    /// Back to the kept previous generation (`baton rollback`).
+    Rollback,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "an earlier swap did not finish: {journals}\n  fix: finish it with `baton swap --resume`, \
-         or undo it with `baton swap --abort`"
+        "an earlier swap or rollback did not finish: {journals}\n  fix: finish it with `baton \
+         swap --resume` (a rollback: `baton rollback --resume`), or undo it with `--abort`"
     )]
     Unfinished { journals: String },
+    #[error(
+        "the unfinished saga is a {command}: {journal}\n  fix: `baton {command} --resume` or \
+         `baton {command} --abort`"
+    )]
+    OtherKind {
+        journal: String,
+        command: &'static str,
+    },
+    #[error(
+        "there is nothing to roll back to: {why}\n  fix: `baton status` shows what is kept; \
+         `baton swap` deploys anew"
+    )]
+    NothingToRollBack { why: String },
     #[error(
         "there is no unfinished swap\n  fix: run `baton status`; a new swap is plain `baton swap`"
     )]
@@ -108,6 +153,8 @@ impl crate::error::Classify for RunError {
     fn is_bad_input(&self) -> bool {
         match self {
             RunError::Unfinished { .. }
+            | RunError::OtherKind { .. }
+            | RunError::NothingToRollBack { .. }
             | RunError::NothingUnfinished
             | RunError::Squatter { .. }
             | RunError::NoNextGeneration { .. } => true,
@@ -152,7 +199,7 @@ pub async fn run(
         held.lost(),
         say,
     ));
-    let mut result = drive(request.mode, &ctx, progress.clone()).await;
+    let mut result = drive(&request, &ctx, progress.clone()).await;
     if let Ok(finished) = &mut result {
         check_end_state(&ctx, finished, progress.as_ref()).await;
     }
@@ -190,19 +237,16 @@ async fn check_end_state(ctx: &Ctx, finished: &mut Finished, progress: &dyn Prog
 /// The name the end-state check goes by in an outcome.
 pub const END_STATE: &str = "end-state";
 
-/// The unfinished journals, if `mode` may go ahead with them: a new swap needs none,
-/// resume and abort need one. Read under the lock: a swap that held it a moment ago may
+/// The unfinished journals, if `mode` may go ahead with them: a new saga needs none,
+/// resume and abort need one. Read under the lock: a saga that held it a moment ago may
 /// have left one (or finished one) since this process started.
-async fn unfinished_for(
-    mode: Mode,
-    store: &dyn ObjectStore,
-) -> Result<Vec<Journal<SwapState>>, RunError> {
+async fn unfinished_for(mode: Mode, store: &dyn ObjectStore) -> Result<Vec<Entry>, RunError> {
     let unfinished = super::journal::unfinished(store).await?;
     match mode {
         Mode::Start { .. } if !unfinished.is_empty() => Err(RunError::Unfinished {
             journals: unfinished
                 .iter()
-                .map(super::journal::describe)
+                .map(Entry::describe)
                 .collect::<Vec<_>>()
                 .join("; "),
         }),
@@ -211,13 +255,12 @@ async fn unfinished_for(
     }
 }
 
-async fn drive(
-    mode: Mode,
-    ctx: &Arc<Ctx>,
-    progress: Arc<dyn Progress>,
-) -> Result<Finished, RunError> {
-    let unfinished = unfinished_for(mode, ctx.store.as_ref()).await?;
-    let mut saga = Saga::new(steps::all(ctx), ctx.store.clone());
+/// A saga of either kind with the progress output and the crash failpoint wired in.
+fn saga<S>(steps: Vec<Box<dyn Step<S>>>, ctx: &Ctx, progress: &Arc<dyn Progress>) -> Saga<S>
+where
+    S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + Clone,
+{
+    let mut saga = Saga::new(steps, ctx.store.clone());
     let total = saga.len();
     let p = progress.clone();
     saga.on_step = Box::new(move |name, time| p.step(name, time, total));
@@ -230,70 +273,193 @@ async fn drive(
             }
         });
     }
-    let started = Instant::now();
-    let finished = |outcome, journal, times| Finished {
-        outcome,
-        journal,
-        times,
-        took: started.elapsed(),
+    saga
+}
+
+/// Milliseconds and a random tail: two sagas of one generation in the same second (one
+/// undone, one retried) must not share a journal. start() refuses to overwrite one anyway.
+fn journal_id(prefix: &str, generation: u64) -> String {
+    format!(
+        "{prefix}{generation}-{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        fastrand::u16(..)
+    )
+}
+
+async fn drive(
+    request: &Request,
+    ctx: &Arc<Ctx>,
+    progress: Arc<dyn Progress>,
+) -> Result<Finished, RunError> {
+    let mode = request.mode;
+    let unfinished = unfinished_for(mode, ctx.store.as_ref()).await?;
+    let mut run = Finished {
+        outcome: Outcome::Done,
+        swap: None,
+        rollback: None,
+        times: Vec::new(),
+        took: Duration::ZERO,
     };
-    let no_handover = match mode {
-        Mode::Start { no_handover } => no_handover,
-        Mode::Resume | Mode::Abort => {
-            let j = unfinished
+    let started = Instant::now();
+    match (mode, request.saga) {
+        (Mode::Resume | Mode::Abort, kind) => {
+            let entry = unfinished
                 .into_iter()
                 .next_back()
                 .ok_or(RunError::NothingUnfinished)?;
-            progress.note(&format!(
-                "{} swap {} (generation {}), done so far: {}",
+            progress.begin(&format!(
+                "{} {}",
                 if mode == Mode::Resume {
                     "resuming"
                 } else {
                     "aborting"
                 },
-                j.id,
-                j.state.generation,
-                if j.done.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    j.done.join(", ")
+                entry.describe()
+            ));
+            match (entry, kind) {
+                (Entry::Swap(j), SagaKind::Swap) => {
+                    let swap = saga(steps::all(ctx), ctx, &progress);
+                    let (o, j, t) = if mode == Mode::Resume {
+                        swap.resume(j).await?
+                    } else {
+                        let (o, j) = swap.abort(j).await?;
+                        (o, j, Vec::new())
+                    };
+                    run.record_swap(o, j, t);
+                }
+                (Entry::Rollback(j), SagaKind::Rollback) => {
+                    let rollback = saga(super::rollback::all(ctx), ctx, &progress);
+                    let (o, j, t) = if mode == Mode::Resume {
+                        rollback.resume(j).await?
+                    } else {
+                        let (o, j) = rollback.abort(j).await?;
+                        (o, j, Vec::new())
+                    };
+                    run.record_rollback(o, j, t);
+                }
+                (entry, _) => {
+                    return Err(RunError::OtherKind {
+                        journal: entry.describe(),
+                        command: entry.kind(),
+                    });
+                }
+            }
+        }
+        (Mode::Start { no_handover }, SagaKind::Swap) => {
+            let state = initial_state(
+                &ctx.config,
+                ctx.cloud.as_ref(),
+                ctx.store.as_ref(),
+                no_handover,
+            )
+            .await?;
+            progress.begin(&format!(
+                "swap: generation {} ({}){}",
+                state.generation,
+                ctx.config.instance_name(state.generation),
+                match &state.old {
+                    Some(o) => format!(" replaces generation {} ({})", o.generation, o.instance),
+                    None => " is the first deploy".to_string(),
                 }
             ));
-            if mode == Mode::Resume {
-                let (o, j, t) = saga.resume(j).await?;
-                return Ok(finished(o, j, t));
+            let swap = saga(steps::all(ctx), ctx, &progress);
+            let (o, j, t) = swap.start(&journal_id("", state.generation), state).await?;
+            run.record_swap(o, j, t);
+        }
+        (Mode::Start { .. }, SagaKind::Rollback) => {
+            let state = rollback_state(ctx, "rolled back by the operator".into(), None).await?;
+            start_rollback(ctx, &progress, state, &mut run).await?;
+        }
+    }
+    // A swap whose watch failed rolls back at once, still under the lock.
+    if let (Outcome::Done, Some(j)) = (&run.outcome, &run.swap)
+        && run.rollback.is_none()
+        && let Some(failed) = j.state.watch_failed.clone()
+    {
+        let reason = format!(
+            "the watch after the cut-over to generation {} failed: {}",
+            j.state.generation, failed.reason
+        );
+        progress.note(&reason);
+        match rollback_state(ctx, reason, Some(failed)).await {
+            Ok(state) => start_rollback(ctx, &progress, state, &mut run).await?,
+            Err(e) => {
+                run.outcome = Outcome::NeedsAttention {
+                    step: steps::names::WATCH,
+                    problems: vec![format!(
+                        "the watch failed, but no rollback could start: {e}"
+                    )],
+                }
             }
-            let (o, j) = saga.abort(j).await?;
-            return Ok(finished(o, j, Vec::new()));
         }
-    };
-    let state = initial_state(
-        &ctx.config,
-        ctx.cloud.as_ref(),
-        ctx.store.as_ref(),
-        no_handover,
-    )
-    .await?;
-    progress.note(&format!(
-        "swap: generation {} ({}){}",
-        state.generation,
-        ctx.config.instance_name(state.generation),
-        match &state.old {
-            Some(o) => format!(" replaces generation {} ({})", o.generation, o.instance),
-            None => " is the first deploy".to_string(),
-        }
+    }
+    run.took = started.elapsed();
+    Ok(run)
+}
+
+async fn start_rollback(
+    ctx: &Arc<Ctx>,
+    progress: &Arc<dyn Progress>,
+    state: RollbackState,
+    run: &mut Finished,
+) -> Result<(), RunError> {
+    progress.begin(&format!(
+        "rollback: generation {} ({}) takes the address back from generation {}",
+        state.to.generation, state.to.instance, state.from.generation
     ));
-    // Milliseconds and a random tail: two swaps of one generation in the same second
-    // (one undone, one retried) must not share a journal. start() refuses to overwrite
-    // one anyway.
-    let id = format!(
-        "{}-{}-{:04x}",
-        state.generation,
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-        fastrand::u16(..)
-    );
-    let (o, j, t) = saga.start(&id, state).await?;
-    Ok(finished(o, j, t))
+    let id = journal_id(super::rollback::ID_PREFIX, state.from.generation);
+    let rollback = saga(super::rollback::all(ctx), ctx, progress);
+    let (o, j, t) = rollback.start(&id, state).await?;
+    run.record_rollback(o, j, t);
+    Ok(())
+}
+
+/// What a rollback starts from: state.json's active generation and the previous one it
+/// keeps, if the window to go back to it is still open.
+async fn rollback_state(
+    ctx: &Ctx,
+    reason: String,
+    watch: Option<WatchFailure>,
+) -> Result<RollbackState, RunError> {
+    let site = crate::state::read(ctx.store.as_ref())
+        .await?
+        .unwrap_or_default();
+    let nothing = |why: String| Err(RunError::NothingToRollBack { why });
+    let Some(from) = site.active.clone() else {
+        return nothing("no generation is active yet".into());
+    };
+    let to = match (&site.previous, site.rollback_target(chrono::Utc::now())) {
+        (None, _) => {
+            return nothing(format!(
+                "state.json keeps no generation before {} (the first deploy, a rollback \
+                 already done, or swap.keep_previous = 0s)",
+                from.generation
+            ));
+        }
+        (Some(p), None) => {
+            return nothing(format!(
+                "generation {} was kept until {}, which is past",
+                p.active.generation, p.until
+            ));
+        }
+        (_, Some(p)) => p.active.clone(),
+    };
+    let elastic_ip_id = ctx
+        .cloud
+        .find_elastic_ip(ctx.config.cloud.elastic_ip)
+        .await?
+        .id;
+    Ok(RollbackState {
+        site: ctx.config.site.name.clone(),
+        from,
+        to,
+        elastic_ip_id,
+        reason,
+        watch,
+        keep_failed: ctx.config.swap.on_rollback == crate::config::OnRollback::Keep,
+        hand_back_problem: None,
+        serving_again_ms: None,
+    })
 }
 
 /// Reads what the swap starts from and checks, read-only, that the cloud has what it
@@ -304,13 +470,14 @@ async fn initial_state(
     store: &dyn ObjectStore,
     no_handover: bool,
 ) -> Result<SwapState, RunError> {
-    let old = crate::state::read(store).await?.and_then(|s| s.active);
-    let generation = next_generation(old.as_ref().map(|a| a.generation))?;
+    let site = crate::state::read(store).await?.unwrap_or_default();
+    let generation = next_generation(site.highest_generation())?;
     let mut state = SwapState {
         site: config.site.name.clone(),
         generation,
         key_name: config.key_name(generation),
-        old,
+        old: site.active,
+        displaced: site.previous.map(|p| p.active),
         no_handover,
         ..Default::default()
     };

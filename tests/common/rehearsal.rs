@@ -54,6 +54,11 @@ impl Drop for Rehearsal {
 
 impl Rehearsal {
     pub fn start() -> Rehearsal {
+        Rehearsal::start_with(&[])
+    }
+
+    /// With more of scripts/loopback-site's options, e.g. `["--watch", "30s"]`.
+    pub fn start_with(site_args: &[&str]) -> Rehearsal {
         require("sshd", "openssh-server");
         require("prometheus", "prometheus");
         require("sudo", "sudo");
@@ -96,6 +101,7 @@ impl Rehearsal {
             .arg(&site)
             .args(["--boot-timeout", "40s", "--health-timeout", "15s"])
             .args(["--handover-timeout", "60s"])
+            .args(site_args)
             .args(["--agent-binary", "agent-binary", "--"])
             .args(["--elastic-ip", &eip, "--ssh-port", &ssh_port.to_string()])
             .arg("--store")
@@ -216,15 +222,25 @@ impl Rehearsal {
     /// is left: one instance, the address on it alone, no provisioning key, lock released,
     /// no unfinished journal, the site answering through the address.
     pub fn assert_serving(&self, generation: u64, instance: &str) {
+        self.assert_serving_keeping(generation, instance, &[]);
+    }
+
+    /// As [`Rehearsal::assert_serving`], with `kept` instances (a previous generation, a
+    /// rolled back one) still there on purpose.
+    pub fn assert_serving_keeping(&self, generation: u64, instance: &str, kept: &[&str]) {
         assert_eq!(self.active(), (generation, instance.to_string()));
         let sim = self.sim();
-        let instances: Vec<&str> = sim["instances"]
+        let mut instances: Vec<&str> = sim["instances"]
             .as_array()
             .unwrap()
             .iter()
             .map(|i| i["id"].as_str().unwrap())
             .collect();
-        assert_eq!(instances, vec![instance], "instances in exosim");
+        instances.sort();
+        let mut expected = vec![instance];
+        expected.extend_from_slice(kept);
+        expected.sort();
+        assert_eq!(instances, expected, "instances in exosim");
         let holders: Vec<&str> = sim["elastic-ips"]
             .as_array()
             .unwrap()
@@ -244,6 +260,7 @@ impl Rehearsal {
         let status: Value = serde_json::from_str(&ok(self.baton(&["status", "--json"]))).unwrap();
         assert_eq!(status["lock"], Value::Null, "lock still held: {status}");
         assert_eq!(status["unfinished"], json!([]), "{status}");
+        assert_eq!(status["orphans"], json!([]), "{status}");
         assert_eq!(self.generation_via_address(), generation.to_string());
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{SwapState, names};
-use crate::state::{self, Active, Leftover, LeftoverKind};
+use crate::state::{self, Active, Leftover, LeftoverKind, Previous, SiteState};
 use crate::swap::ctx::Ctx;
 use crate::swap::saga::{Step, StepError};
 
@@ -45,13 +45,21 @@ impl Step<SwapState> for Commit {
                 s.old.as_ref().map(|a| a.generation)
             )));
         }
+        let now = chrono::Utc::now();
         site.version = 1;
         site.active = Some(Active {
             generation: s.generation,
             instance: s.instance_id.clone().unwrap_or_default(),
             address: s.public_ip.map(|i| i.to_string()).unwrap_or_default(),
-            since: chrono::Utc::now().to_rfc3339(),
+            since: now.to_rfc3339(),
             host_key: s.host_key.clone(),
+        });
+        // The old server stays, detached, through the watch and the rollback window;
+        // the one kept before it (s.displaced) is two generations back now.
+        let keep = ctx.config.swap.watch + ctx.config.swap.keep_previous;
+        site.previous = s.old.clone().map(|active| Previous {
+            active,
+            until: state::later(now, keep),
         });
         let Err(e) = state::write(ctx.store.as_ref(), &site).await else {
             return Ok(());
@@ -102,15 +110,10 @@ impl Step<SwapState> for CleanUp {
     async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
         let ctx = &self.0;
         let mut failed = Vec::new();
-        if let Some(old) = &s.old
-            && let Err(e) = ctx.cloud.delete_instance(&old.instance).await
+        if let Some(displaced) = &s.displaced
+            && let Err(e) = ctx.cloud.delete_instance(&displaced.instance).await
         {
-            failed.push(Leftover::Resource {
-                kind: LeftoverKind::Instance,
-                name: old.instance.clone(),
-                generation: Some(old.generation),
-                error: e.to_string(),
-            });
+            failed.push(instance_left(displaced, e));
         }
         if let Err(e) = ctx.cloud.delete_ssh_key(&s.key_name).await {
             failed.push(Leftover::Resource {
@@ -123,29 +126,112 @@ impl Step<SwapState> for CleanUp {
         if failed.is_empty() {
             return Ok(());
         }
-        let listed = failed
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        // Past the commit nothing is undone: record what is left for `baton gc`. When even
-        // that fails, say so: status would otherwise never show what is left.
-        let recorded = match state::read(ctx.store.as_ref()).await {
-            Ok(Some(mut site)) => {
-                site.leftovers.extend(failed);
-                state::write(ctx.store.as_ref(), &site)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Ok(None) => Err(format!("{} is missing", crate::store::layout::STATE)),
-            Err(e) => Err(e.to_string()),
+        Err(leave_for_gc(ctx, failed, |_| {}).await)
+    }
+}
+
+/// After a watch that passed: deletes the old server, unless `swap.keep_previous` keeps
+/// it for `baton rollback`.
+pub struct Retire(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for Retire {
+    fn name(&self) -> &'static str {
+        names::RETIRE
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let ctx = &self.0;
+        let Some(old) = &s.old else {
+            return Ok(());
         };
-        if let Err(e) = recorded {
-            return Err(StepError(format!(
-                "left behind (run `baton gc`): {listed}; recording them in {} failed too: {e}",
-                crate::store::layout::STATE
-            )));
+        if s.watch_failed.is_some() {
+            (ctx.say)(format!(
+                "skipped: the watch failed, so generation {} takes the address back",
+                old.generation
+            ));
+            return Ok(());
         }
-        Err(StepError(format!("left behind (run `baton gc`): {listed}")))
+        let keep = ctx.config.swap.keep_previous;
+        if !keep.is_zero() {
+            (ctx.say)(format!(
+                "generation {} ({}) stays detached for {}: `baton rollback` puts it back",
+                old.generation,
+                old.instance,
+                humantime::format_duration(keep)
+            ));
+            return Ok(());
+        }
+        let deleted = ctx.cloud.delete_instance(&old.instance).await;
+        let generation = old.generation;
+        let forget = move |site: &mut SiteState| {
+            if site
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.active.generation == generation)
+            {
+                site.previous = None;
+            }
+        };
+        match deleted {
+            Ok(()) => amend(ctx, forget).await.map_err(|e| {
+                StepError(format!(
+                    "deleted generation {generation}'s instance, but {} still names it as \
+                     the previous one: {e}",
+                    crate::store::layout::STATE
+                ))
+            }),
+            Err(e) => Err(leave_for_gc(ctx, vec![instance_left(old, e)], forget).await),
+        }
+    }
+}
+
+pub(crate) fn instance_left(a: &Active, e: impl std::fmt::Display) -> Leftover {
+    Leftover::Resource {
+        kind: LeftoverKind::Instance,
+        name: a.instance.clone(),
+        generation: Some(a.generation),
+        error: e.to_string(),
+    }
+}
+
+/// Reads state.json, changes it with `f` and writes it back.
+async fn amend(ctx: &Ctx, f: impl FnOnce(&mut SiteState)) -> Result<(), String> {
+    match state::read(ctx.store.as_ref()).await {
+        Ok(Some(mut site)) => {
+            f(&mut site);
+            state::write(ctx.store.as_ref(), &site)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Ok(None) => Err(format!("{} is missing", crate::store::layout::STATE)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Past the commit nothing is undone: what is left is recorded in state.json for `baton
+/// gc` (with `f`'s change), and the step fails with the list. When even the record
+/// fails, it says so: status would otherwise never show what is left.
+pub(crate) async fn leave_for_gc(
+    ctx: &Ctx,
+    failed: Vec<Leftover>,
+    f: impl FnOnce(&mut SiteState),
+) -> StepError {
+    let listed = failed
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let recorded = amend(ctx, |site| {
+        f(site);
+        site.leftovers.extend(failed);
+    })
+    .await;
+    match recorded {
+        Ok(()) => StepError(format!("left behind (run `baton gc`): {listed}")),
+        Err(e) => StepError(format!(
+            "left behind (run `baton gc`): {listed}; recording them in {} failed too: {e}",
+            crate::store::layout::STATE
+        )),
     }
 }

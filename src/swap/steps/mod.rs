@@ -12,6 +12,7 @@ mod handover;
 mod instance;
 mod prepare;
 mod stack;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,11 +25,13 @@ use super::saga::Step;
 use crate::state::Active;
 
 pub use address::{AttachAddress, DetachOld, VerifyAddress};
-pub use commit::{CleanUp, Commit};
+pub use commit::{CleanUp, Commit, Retire};
+pub(crate) use commit::{instance_left, leave_for_gc};
 pub use handover::HandOver;
 pub use instance::{Create, RegisterKey, Wait};
 pub use prepare::Prepare;
-pub use stack::{Health, Up};
+pub use stack::{Health, Up, stack_logs};
+pub use watch::{Watch, WatchFailure};
 
 /// The steps' names, as the journal, the progress output and the tests spell them.
 pub mod names {
@@ -44,6 +47,8 @@ pub mod names {
     pub const DETACH_OLD: &str = "detach-old";
     pub const COMMIT: &str = "commit";
     pub const CLEAN_UP: &str = "clean-up";
+    pub const WATCH: &str = "watch";
+    pub const RETIRE: &str = "retire";
 }
 
 /// What the journal keeps of a swap.
@@ -66,6 +71,13 @@ pub struct SwapState {
     pub bundle_sha256: Option<String>,
     /// Artifacts this swap put into the store (not those already there).
     pub uploaded: Vec<String>,
+    /// The previous generation state.json kept when the swap started: two generations
+    /// back once it commits, so its clean-up deletes it.
+    #[serde(default)]
+    pub displaced: Option<Active>,
+    /// Set by the watch when the new generation failed it: a rollback follows.
+    #[serde(default)]
+    pub watch_failed: Option<WatchFailure>,
 }
 
 impl SwapState {
@@ -89,5 +101,7 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<SwapState>>> {
         Box::new(DetachOld(ctx.clone())),
         Box::new(Commit(ctx.clone())),
         Box::new(CleanUp(ctx.clone())),
+        Box::new(Watch(ctx.clone())),
+        Box::new(Retire(ctx.clone())),
     ]
 }

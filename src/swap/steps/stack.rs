@@ -63,20 +63,27 @@ impl Step<SwapState> for Health {
             s.generation,
             humantime::format_duration(ctx.config.swap.health_timeout)
         );
-        if let Ok(host) = ctx.connect_new(s, Duration::from_secs(20)).await {
-            let args = format!(
-                "baton host logs --command {}",
-                quote(&ctx.config.bundle.logs)
-            );
-            let quiet = |_: String| {};
-            if let Ok(out) = exec_root(host.as_ref(), &args, Duration::from_secs(30), &quiet).await
-            {
-                why.push_str("\n  the stack on the server says:");
-                for l in out.stdout_tail(20).lines() {
-                    why.push_str(&format!("\n    {l}"));
-                }
+        if let Some(lines) = stack_logs(ctx, s).await {
+            why.push_str("\n  the stack on the server says:");
+            for l in lines {
+                why.push_str(&format!("\n    {l}"));
             }
         }
         Err(StepError(why))
     }
+}
+
+/// The end of what `bundle.logs` says on the new server, or `None` when it cannot be had
+/// (the server is the thing that is broken): for messages, never for a decision.
+pub async fn stack_logs(ctx: &Ctx, s: &SwapState) -> Option<Vec<String>> {
+    let host = ctx.connect_new(s, Duration::from_secs(20)).await.ok()?;
+    let args = format!(
+        "baton host logs --command {}",
+        quote(&ctx.config.bundle.logs)
+    );
+    let quiet = |_: String| {};
+    let out = exec_root(host.as_ref(), &args, Duration::from_secs(30), &quiet)
+        .await
+        .ok()?;
+    Some(out.stdout_tail(20).lines().map(str::to_string).collect())
 }

@@ -1,0 +1,457 @@
+//! After the cut-over, on loopback VMs (tests/common/rehearsal.rs): the watch that rolls a
+//! failing release back by itself, `baton rollback` inside and outside its window, and the
+//! rollback's fault and crash matrices.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::rehearsal::{Rehearsal, rt};
+use common::{ok, stderr};
+use serde_json::{Value, json};
+
+/// Generation 1, then generation 2 with generation 1 kept for `baton rollback`; returns
+/// (gen 1's instance, gen 2's).
+fn swapped(site_args: &[&str]) -> (Rehearsal, String, String) {
+    let r = Rehearsal::start_with(site_args);
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "first deploy: {}", stderr(&out));
+    let first = summary["instance"].as_str().unwrap().to_string();
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "swap: {}", stderr(&out));
+    let second = summary["instance"].as_str().unwrap().to_string();
+    r.assert_serving_keeping(2, &second, &[&first]);
+    let state = r.site_state().unwrap();
+    assert_eq!(state["previous"]["generation"], 1, "{state}");
+    assert_eq!(state["previous"]["instance"], first.as_str(), "{state}");
+    (r, first, second)
+}
+
+fn kept() -> (Rehearsal, String, String) {
+    swapped(&["--keep-previous", "10m"])
+}
+
+/// `baton rollback --json ARGS`: the output and its summary.
+fn rollback(r: &Rehearsal, args: &[&str]) -> (std::process::Output, Value) {
+    let mut a = vec!["rollback", "--json"];
+    a.extend_from_slice(args);
+    let out = r.baton(&a);
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, summary)
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The time of the newest sample of `up` at `time` (default now) on the Prometheus at `ip`.
+fn prom_up_at(ip: &str, time: Option<f64>) -> Option<f64> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "3", "--get"])
+        .arg(format!("http://{ip}:9090/api/v1/query"))
+        .args(["--data-urlencode", "query=timestamp(up)"]);
+    if let Some(t) = time {
+        cmd.args(["--data-urlencode", &format!("time={t}")]);
+    }
+    let v: Value = serde_json::from_slice(&cmd.output().ok()?.stdout).ok()?;
+    let sample_time: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+    if time.is_some_and(|t| (t - sample_time).abs() > 1e-6) {
+        return None;
+    }
+    Some(sample_time)
+}
+
+/// The bundle directories unpacked on `instance`'s loopback VM.
+fn bundles(r: &Rehearsal, instance: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(r.vm_root(instance).join("opt/baton/bundles"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// `baton swap --json` in the background, its progress going to a file (a pipe nobody
+/// reads while the test waits could fill and stall it).
+struct Background(std::process::Child, PathBuf);
+
+impl Background {
+    fn finish(self) -> (std::process::Output, String) {
+        let out = self.0.wait_with_output().unwrap();
+        (out, std::fs::read_to_string(&self.1).unwrap())
+    }
+}
+
+fn spawn_swap(r: &Rehearsal) -> Background {
+    let log = r.dir.path().join(format!("swap-{}.log", fastrand::u32(..)));
+    let child = r
+        .command(&["swap", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Background(child, log)
+}
+
+#[test]
+fn the_watch_rolls_back_a_release_that_fails_after_the_cut_over() {
+    let r = Rehearsal::start_with(&["--watch", "90s", "--keep-previous", "10m"]);
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "first deploy: {}", stderr(&out));
+    let first = summary["instance"].as_str().unwrap().to_string();
+    let first_ip = r.site_state().unwrap()["active"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let swap = spawn_swap(&r);
+    let (second, second_ip) =
+        common::wait_for("generation 2 to commit", Duration::from_secs(120), || {
+            let s = r.site_state()?;
+            (s["active"]["generation"] == 2).then(|| {
+                (
+                    s["active"]["instance"].as_str().unwrap().to_string(),
+                    s["active"]["address"].as_str().unwrap().to_string(),
+                )
+            })
+        });
+    let committed = now();
+    // A sample generation 2's Prometheus scraped after the cut-over.
+    let t2 = common::wait_for("a scrape on generation 2", Duration::from_secs(30), || {
+        prom_up_at(&second_ip, None).filter(|t| *t > committed)
+    });
+    assert!(
+        ok(r.baton(&["status"])).contains("generation 2 is being watched"),
+        "status shows the watch"
+    );
+    // The release turns bad 10 s after the cut-over: the scenario, not a synchronisation.
+    std::thread::sleep(Duration::from_secs_f64((committed + 10.0 - now()).max(0.0)));
+    let broke = Instant::now();
+    for b in bundles(&r, &second) {
+        std::fs::write(b.join("STATUS"), "500 the release broke").unwrap();
+    }
+    let (out, err) = swap.finish();
+    let took = broke.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("failed the watch and was rolled back"),
+        "{err}"
+    );
+    assert!(
+        err.contains("last failing answer: GET / answered 500"),
+        "{err}"
+    );
+    assert!(err.contains("the stack on the failed server says"), "{err}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["outcome"], "rolled-back", "{summary}");
+    let rb = &summary["rollback"];
+    assert_eq!(rb["outcome"], "done", "{rb}");
+    assert_eq!(
+        (rb["from_generation"].clone(), rb["to_generation"].clone()),
+        (json!(2), json!(1))
+    );
+    assert!(rb["logs"].as_array().is_some_and(|l| !l.is_empty()), "{rb}");
+    assert_eq!(rb["hand_back_problem"], Value::Null, "{rb}");
+    let figure = rb["first_failure_to_serving_seconds"].as_f64().unwrap();
+    assert!(
+        figure > 0.0 && figure < took.as_secs_f64(),
+        "{figure} of {took:?}"
+    );
+    // Generation 1 is back; generation 2 is kept for inspection, accounted for.
+    r.assert_serving_keeping(1, &first, &[&second]);
+    let state = r.site_state().unwrap();
+    assert_eq!(state["previous"], Value::Null, "{state}");
+    assert_eq!(state["rolled_back"]["generation"], 2, "{state}");
+    assert!(state["rolled_back"]["kept_until"].is_string(), "{state}");
+    let status = ok(r.baton(&["status"]));
+    assert!(status.contains("kept for inspection"), "{status}");
+    // What generation 2 recorded after the cut-over came back with generation 1.
+    let on_1 = common::wait_for(
+        "generation 2's sample on generation 1",
+        Duration::from_secs(90),
+        || prom_up_at(&first_ip, Some(t2)),
+    );
+    assert_eq!(on_1, t2);
+    // Generation 2 stays given up: the next swap makes generation 3.
+    std::fs::remove_file(bundles(&r, &second)[0].join("STATUS")).ok();
+    assert_eq!(r.sim()["violations"], json!([]));
+}
+
+#[test]
+fn baton_rollback_inside_the_window_puts_the_previous_generation_back() {
+    let (r, first, second) = kept();
+    r.edit(|s| s.replace("on_rollback = \"keep\"", "on_rollback = \"delete\""));
+    let (out, summary) = rollback(&r, &[]);
+    assert!(out.status.success(), "rollback: {}", stderr(&out));
+    assert_eq!(summary["to_generation"], 1, "{summary}");
+    assert_eq!(summary["from_generation"], 2, "{summary}");
+    assert_eq!(summary["hand_back_problem"], Value::Null, "{summary}");
+    let steps: Vec<&str> = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "check-previous",
+            "attach-previous",
+            "verify-previous",
+            "detach-failed",
+            "hand-back",
+            "commit-rollback",
+            "retire-failed"
+        ]
+    );
+    // Deleted, as configured; generation 2's data handed back (its final backup).
+    r.assert_serving(1, &first);
+    assert!(!r.vm_root(&second).exists());
+    assert!(
+        std::fs::read_dir(r.store().join("backups/manifests"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("-g2.json")),
+        "generation 2 handed its data back"
+    );
+    // Once is all: nothing is kept now.
+    let (again, _) = rollback(&r, &[]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("nothing to roll back to"),
+        "{}",
+        stderr(&again)
+    );
+    // The next swap makes generation 3, never a second generation 2.
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "swap: {}", stderr(&out));
+    assert_eq!(summary["generation"], 3);
+    r.assert_serving_keeping(3, summary["instance"].as_str().unwrap(), &[&first]);
+    assert_eq!(r.sim()["violations"], json!([]));
+}
+
+#[test]
+fn outside_the_window_there_is_nothing_to_roll_back_to() {
+    // keep_previous = 0s: the old server goes as soon as the swap is done.
+    let r = Rehearsal::start();
+    assert!(r.swap(&[]).0.status.success());
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = summary["instance"].as_str().unwrap().to_string();
+    let (out, _) = rollback(&r, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing to roll back to"),
+        "{}",
+        stderr(&out)
+    );
+    r.assert_serving(2, &second);
+}
+
+#[test]
+fn a_window_that_is_over_refuses_and_gc_deletes_the_kept_generation() {
+    let (r, first, second) = kept();
+    let path = r.store().join("state.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state["previous"]["until"] = json!("2026-01-01T00:00:00+00:00");
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let (out, _) = rollback(&r, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("which is past"), "{}", stderr(&out));
+    assert!(ok(r.baton(&["status"])).contains("past: gc deletes it"));
+    let plan = ok(r.baton(&["gc", "--dry-run"]));
+    assert!(plan.contains(&first), "{plan}");
+    ok(r.baton(&["gc"]));
+    r.assert_serving(2, &second);
+    assert_eq!(r.site_state().unwrap()["previous"], Value::Null);
+}
+
+#[test]
+fn gc_leaves_a_kept_previous_generation_alone_inside_its_window() {
+    let (r, first, second) = kept();
+    ok(r.baton(&["gc"]));
+    r.assert_serving_keeping(2, &second, &[&first]);
+    let status = ok(r.baton(&["status"]));
+    assert!(status.contains("previous: generation 1"), "{status}");
+    assert!(status.contains("`baton rollback` puts it back"), "{status}");
+}
+
+/// The rollback fails at `step`: undone, generation 2 still serves, generation 1 still kept,
+/// and a plain `baton rollback` then goes through.
+fn rollback_fails_cleanly(op: &str, action: &str, step: &str) {
+    let (r, first, second) = kept();
+    r.inject(op, action);
+    let state_before = std::fs::read(r.store().join("state.json")).unwrap();
+    let (out, summary) = rollback(&r, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("failed at {step}")), "{err}");
+    assert!(err.contains("generation 2 still serves"), "{err}");
+    assert_eq!(summary["outcome"], "undone", "{summary}");
+    r.assert_serving_keeping(2, &second, &[&first]);
+    assert_eq!(
+        std::fs::read(r.store().join("state.json")).unwrap(),
+        state_before,
+        "state.json changed"
+    );
+    let (out, _) = rollback(&r, &[]);
+    assert!(out.status.success(), "retry: {}", stderr(&out));
+    r.assert_serving_keeping(1, &first, &[&second]);
+}
+
+#[test]
+fn fault_in_check_previous() {
+    rollback_fails_cleanly("get-instance", "400", "check-previous");
+}
+
+#[test]
+fn fault_in_attach_previous() {
+    rollback_fails_cleanly("attach-instance-to-elastic-ip", "fail", "attach-previous");
+}
+
+#[test]
+fn fault_in_detach_failed() {
+    rollback_fails_cleanly("detach-instance-from-elastic-ip", "fail", "detach-failed");
+}
+
+#[test]
+fn a_failure_after_the_rollback_commit_is_left_for_gc() {
+    let (r, first, second) = kept();
+    r.edit(|s| s.replace("on_rollback = \"keep\"", "on_rollback = \"delete\""));
+    r.inject("delete-instance", "fail");
+    let (out, _) = rollback(&r, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("retire-failed"), "{err}");
+    assert!(err.contains(&second), "{err}");
+    assert_eq!(r.active(), (1, first.clone()));
+    assert_eq!(
+        r.site_state().unwrap()["leftovers"][0]["name"],
+        second.as_str()
+    );
+    ok(r.baton(&["gc"]));
+    r.assert_serving(1, &first);
+}
+
+/// Kills `baton rollback` right after `step` is journalled.
+fn crash(r: &Rehearsal, step: &str) {
+    let crashed = r
+        .command(&["rollback"])
+        .env("BATON_FAILPOINT_CRASH_AFTER", step)
+        .output()
+        .unwrap();
+    assert!(
+        crashed.status.code().is_none(),
+        "did not crash: {}",
+        stderr(&crashed)
+    );
+}
+
+/// A crash after `step`: the journal blocks swaps and plain rollbacks; `--abort` undoes
+/// it (or, past the commit, is refused), and `--resume` finishes it.
+fn crash_after(step: &str) {
+    let (r, first, second) = kept();
+    crash(&r, step);
+    for plain in [r.baton(&["rollback"]), r.baton(&["swap"])] {
+        assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
+        assert!(
+            stderr(&plain).contains("did not finish"),
+            "{}",
+            stderr(&plain)
+        );
+    }
+    let wrong = r.baton(&["swap", "--resume"]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("`baton rollback --resume`"),
+        "{}",
+        stderr(&wrong)
+    );
+    let past_commit = matches!(step, "commit-rollback" | "retire-failed");
+    if past_commit {
+        let abort = r.baton(&["rollback", "--abort"]);
+        assert_eq!(abort.status.code(), Some(3), "{}", stderr(&abort));
+        assert!(
+            stderr(&abort).contains("can only be resumed"),
+            "{}",
+            stderr(&abort)
+        );
+    } else {
+        let abort = r.baton(&["rollback", "--abort"]);
+        assert!(abort.status.success(), "abort: {}", stderr(&abort));
+        r.assert_serving_keeping(2, &second, &[&first]);
+        crash(&r, step);
+    }
+    let (out, _) = rollback(&r, &["--resume"]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    r.assert_serving_keeping(1, &first, &[&second]);
+}
+
+macro_rules! crash_tests {
+    ($($name:ident => $step:literal),* $(,)?) => {
+        $(#[test] fn $name() { crash_after($step) })*
+    };
+}
+
+crash_tests! {
+    crash_after_check_previous => "check-previous",
+    crash_after_attach_previous => "attach-previous",
+    crash_after_verify_previous => "verify-previous",
+    crash_after_detach_failed => "detach-failed",
+    crash_after_hand_back => "hand-back",
+    crash_after_commit_rollback => "commit-rollback",
+    crash_after_retire_failed => "retire-failed",
+}
+
+#[test]
+fn a_swap_whose_address_has_a_second_holder_says_so_and_exits_3() {
+    // A long watch that never rolls back (100 failures needed): the test plants a second
+    // holder of the address while it runs, and the end-state check must name it.
+    let r = Rehearsal::start_with(&["--watch", "20s"]);
+    r.edit(|s| s.replace("watch_failures = 3", "watch_failures = 100"));
+    assert!(r.swap(&[]).0.status.success());
+    let swap = spawn_swap(&r);
+    common::wait_for("generation 2 to commit", Duration::from_secs(120), || {
+        (r.site_state()?["active"]["generation"] == 2).then_some(())
+    });
+    // Not the site's: only the address makes it baton's business.
+    let rendered = r.dir.path().join("render-77");
+    ok(r.baton(&[
+        "render",
+        "--generation",
+        "77",
+        "--out",
+        rendered.to_str().unwrap(),
+    ]));
+    let config = baton::config::Config::load(&r.config()).unwrap();
+    let spec = baton::cloud::InstanceSpec {
+        labels: [("owner".to_string(), "someone-else".to_string())].into(),
+        name: "someone-elses".into(),
+        user_data: std::fs::read_to_string(rendered.join("user-data.b64")).unwrap(),
+        ..config.instance_spec(77)
+    };
+    let client = r.exosim.client();
+    let planted = rt()
+        .block_on(baton::cloud::Cloud::create_instance(&client, &spec))
+        .unwrap();
+    let eip: std::net::IpAddr = r.eip.parse().unwrap();
+    let eip_id = rt()
+        .block_on(baton::cloud::Cloud::find_elastic_ip(&client, eip))
+        .unwrap()
+        .id;
+    rt().block_on(baton::cloud::Cloud::attach_elastic_ip(
+        &client,
+        &eip_id,
+        &planted.id,
+    ))
+    .unwrap();
+    let (out, err) = swap.finish();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("end state"), "{err}");
+    assert!(err.contains("the Elastic IP is held by"), "{err}");
+    assert!(err.contains(&planted.id), "{err}");
+}
