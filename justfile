@@ -33,3 +33,13 @@ bench-backup:
 # The swap's overhead against a cloud's pace (needs root; about 3 minutes).
 bench-swap:
     scripts/bench-swap
+
+# How fast a rollback puts the previous generation back, automatic and by hand (root;
+# about 6 minutes).
+bench-rollback:
+    scripts/bench-rollback
+
+# The automatic rollback on real (qemu) VMs: a release whose proxy stops during its watch
+# (root; ~12 minutes).
+bench-rollback-vm:
+    rehearsal/run rollback-bench

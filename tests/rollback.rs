@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::rehearsal::{Rehearsal, rt};
+use common::rehearsal::{Rehearsal, prom_up_at, rt};
 use common::{ok, stderr};
 use serde_json::{Value, json};
 
@@ -47,23 +47,6 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-/// The time of the newest sample of `up` at `time` (default now) on the Prometheus at `ip`.
-fn prom_up_at(ip: &str, time: Option<f64>) -> Option<f64> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "3", "--get"])
-        .arg(format!("http://{ip}:9090/api/v1/query"))
-        .args(["--data-urlencode", "query=timestamp(up)"]);
-    if let Some(t) = time {
-        cmd.args(["--data-urlencode", &format!("time={t}")]);
-    }
-    let v: Value = serde_json::from_slice(&cmd.output().ok()?.stdout).ok()?;
-    let sample_time: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
-    if time.is_some_and(|t| (t - sample_time).abs() > 1e-6) {
-        return None;
-    }
-    Some(sample_time)
 }
 
 /// The bundle directories unpacked on `instance`'s loopback VM.
@@ -235,6 +218,23 @@ fn baton_rollback_inside_the_window_puts_the_previous_generation_back() {
 }
 
 #[test]
+fn a_second_rollback_deletes_the_instance_the_first_one_kept() {
+    let (r, first, second) = kept();
+    assert!(rollback(&r, &[]).0.status.success());
+    r.assert_serving_keeping(1, &first, &[&second]);
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "swap: {}", stderr(&out));
+    let third = summary["instance"].as_str().unwrap().to_string();
+    assert_eq!(summary["generation"], 3);
+    r.assert_serving_keeping(3, &third, &[&first, &second]);
+    let (out, _) = rollback(&r, &[]);
+    assert!(out.status.success(), "second rollback: {}", stderr(&out));
+    // One instance kept for inspection at a time: the newest.
+    r.assert_serving_keeping(1, &first, &[&third]);
+    assert_eq!(r.site_state().unwrap()["rolled_back"]["generation"], 3);
+}
+
+#[test]
 fn outside_the_window_there_is_nothing_to_roll_back_to() {
     // keep_previous = 0s: the old server goes as soon as the swap is done.
     let r = Rehearsal::start();
@@ -337,25 +337,11 @@ fn a_failure_after_the_rollback_commit_is_left_for_gc() {
     r.assert_serving(1, &first);
 }
 
-/// Kills `baton rollback` right after `step` is journalled.
-fn crash(r: &Rehearsal, step: &str) {
-    let crashed = r
-        .command(&["rollback"])
-        .env("BATON_FAILPOINT_CRASH_AFTER", step)
-        .output()
-        .unwrap();
-    assert!(
-        crashed.status.code().is_none(),
-        "did not crash: {}",
-        stderr(&crashed)
-    );
-}
-
 /// A crash after `step`: the journal blocks swaps and plain rollbacks; `--abort` undoes
 /// it (or, past the commit, is refused), and `--resume` finishes it.
 fn crash_after(step: &str) {
     let (r, first, second) = kept();
-    crash(&r, step);
+    r.crash(&["rollback"], step);
     for plain in [r.baton(&["rollback"]), r.baton(&["swap"])] {
         assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
         assert!(
@@ -384,7 +370,7 @@ fn crash_after(step: &str) {
         let abort = r.baton(&["rollback", "--abort"]);
         assert!(abort.status.success(), "abort: {}", stderr(&abort));
         r.assert_serving_keeping(2, &second, &[&first]);
-        crash(&r, step);
+        r.crash(&["rollback"], step);
     }
     let (out, _) = rollback(&r, &["--resume"]);
     assert!(out.status.success(), "resume: {}", stderr(&out));

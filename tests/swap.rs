@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::rehearsal::{Rehearsal, rt};
+use common::rehearsal::{Rehearsal, prom_up_at, rt};
 use common::{ok, stderr};
 use serde_json::{Value, json};
 
@@ -106,24 +106,6 @@ fn first_deploy_then_two_swaps_move_the_site_and_its_data() {
         "generation 2 handed over"
     );
     assert_eq!(r.sim()["violations"], json!([]));
-}
-
-/// The time of the newest sample of `up` at `time` (default now) on the Prometheus at `ip`.
-fn prom_up_at(ip: &str, time: Option<f64>) -> Option<f64> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "3", "--get"])
-        .arg(format!("http://{ip}:9090/api/v1/query"))
-        .args(["--data-urlencode", "query=timestamp(up)"]);
-    if let Some(t) = time {
-        cmd.args(["--data-urlencode", &format!("time={t}")]);
-    }
-    let v: Value = serde_json::from_slice(&cmd.output().ok()?.stdout).ok()?;
-    let sample_time: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
-    // With a time given, only that very sample counts.
-    if time.is_some_and(|t| (t - sample_time).abs() > 1e-6) {
-        return None;
-    }
-    Some(sample_time)
 }
 
 /// The swap fails at `step`; everything must be as before it started.
@@ -339,25 +321,11 @@ fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
     assert!(!ok(r.baton(&["status"])).contains("leftover"));
 }
 
-/// Runs a swap that dies (like `kill -9`) right after `step` is journalled.
-fn crash(r: &Rehearsal, step: &str) {
-    let crashed = r
-        .command(&["swap"])
-        .env("BATON_FAILPOINT_CRASH_AFTER", step)
-        .output()
-        .unwrap();
-    assert!(
-        crashed.status.code().is_none(),
-        "did not crash: {}",
-        stderr(&crashed)
-    );
-}
-
 /// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
 /// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
 fn crash_after(step: &str) {
     let (r, old) = deployed();
-    crash(&r, step);
+    r.crash(&["swap"], step);
     let past_commit = matches!(step, "commit" | "clean-up" | "watch" | "retire");
     let plain = r.baton(&["swap"]);
     assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
@@ -383,7 +351,7 @@ fn crash_after(step: &str) {
     assert!(abort.status.success(), "abort: {}", stderr(&abort));
     r.assert_serving(1, &old);
 
-    crash(&r, step);
+    r.crash(&["swap"], step);
     let (out, summary) = r.swap(&["--resume"]);
     assert!(out.status.success(), "resume: {}", stderr(&out));
     r.assert_serving(2, summary["instance"].as_str().unwrap());

@@ -49,7 +49,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     }
     blockers.extend(crate::swap::preflight::local(&config));
     for u in &overview.unfinished {
-        blockers.push(format!("unfinished swap {u}: resume or abort it first"));
+        blockers.push(format!("unfinished {u}: resume or abort it first"));
     }
     let mut steps = vec![
         "take the deploy lock",
@@ -69,8 +69,14 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         steps.push("detach the Elastic IP from the old instance");
     }
     steps.push("commit state.json (point of no return)");
+    steps.push("delete the provisioning key and the generation kept before the old one");
     if replaces.is_some() {
-        steps.push("delete the old instance and the provisioning key");
+        steps.push(
+            "watch the site through the address for swap.watch: failing checks roll back to the old instance",
+        );
+        steps.push(
+            "delete the old instance, or keep it detached for swap.keep_previous (`baton rollback`)",
+        );
     }
     steps.push("release the lock");
     let plan = Plan {

@@ -51,6 +51,10 @@ pub struct RollbackState {
     pub hand_back_problem: Option<String>,
     /// Unix milliseconds when the address first answered as `to` again.
     pub serving_again_ms: Option<i64>,
+    /// An earlier rollback's instance still kept for inspection: state.json keeps one,
+    /// so this rollback's retire-failed deletes it.
+    #[serde(default)]
+    pub earlier_kept: Option<RolledBack>,
 }
 
 /// The steps in order.
@@ -361,6 +365,19 @@ impl Step<RollbackState> for RetireFailed {
 
     async fn run(&self, s: &mut RollbackState) -> Result<(), StepError> {
         let ctx = &self.0;
+        let mut failed = Vec::new();
+        if let Some(earlier) = &s.earlier_kept
+            && let Err(e) = ctx.cloud.delete_instance(&earlier.instance).await
+        {
+            failed.push(instance_left(
+                &Active {
+                    generation: earlier.generation,
+                    instance: earlier.instance.clone(),
+                    ..Default::default()
+                },
+                e,
+            ));
+        }
         if s.keep_failed {
             (ctx.say)(format!(
                 "instance {} (generation {}) is kept for inspection for {}; `baton gc` deletes it after",
@@ -368,11 +385,12 @@ impl Step<RollbackState> for RetireFailed {
                 s.from.generation,
                 humantime::format_duration(ctx.config.swap.keep_previous)
             ));
+        } else if let Err(e) = ctx.cloud.delete_instance(&s.from.instance).await {
+            failed.push(instance_left(&s.from, e));
+        }
+        if failed.is_empty() {
             return Ok(());
         }
-        match ctx.cloud.delete_instance(&s.from.instance).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(leave_for_gc(ctx, vec![instance_left(&s.from, e)], |_| {}).await),
-        }
+        Err(leave_for_gc(ctx, failed, |_| {}).await)
     }
 }

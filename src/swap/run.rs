@@ -459,6 +459,7 @@ async fn rollback_state(
         keep_failed: ctx.config.swap.on_rollback == crate::config::OnRollback::Keep,
         hand_back_problem: None,
         serving_again_ms: None,
+        earlier_kept: site.rolled_back.filter(|r| r.kept_until.is_some()),
     })
 }
 

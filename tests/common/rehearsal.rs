@@ -267,4 +267,36 @@ impl Rehearsal {
     pub fn vm_root(&self, instance: &str) -> PathBuf {
         self.vms.join(instance)
     }
+
+    /// Runs `baton ARGS` that dies (like `kill -9`) right after `step` is journalled.
+    pub fn crash(&self, args: &[&str], step: &str) {
+        let crashed = self
+            .command(args)
+            .env("BATON_FAILPOINT_CRASH_AFTER", step)
+            .output()
+            .unwrap();
+        assert!(
+            crashed.status.code().is_none(),
+            "did not crash: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+    }
+}
+
+/// The time of the newest sample of `up` at `time` (default now) on the Prometheus at `ip`.
+pub fn prom_up_at(ip: &str, time: Option<f64>) -> Option<f64> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "3", "--get"])
+        .arg(format!("http://{ip}:9090/api/v1/query"))
+        .args(["--data-urlencode", "query=timestamp(up)"]);
+    if let Some(t) = time {
+        cmd.args(["--data-urlencode", &format!("time={t}")]);
+    }
+    let v: Value = serde_json::from_slice(&cmd.output().ok()?.stdout).ok()?;
+    let sample_time: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+    // With a time given, only that very sample counts.
+    if time.is_some_and(|t| (t - sample_time).abs() > 1e-6) {
+        return None;
+    }
+    Some(sample_time)
 }
