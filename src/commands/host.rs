@@ -29,8 +29,12 @@ pub async fn run(command: &HostCommand) -> Result<(), Error> {
             command,
         } => up(host, sha256, command).await,
         HostCommand::Logs { host, command } => {
+            // The compose file interpolates these for every command, `logs` too: without
+            // them `docker compose logs` refuses to read it and shows nothing.
+            let config = AgentConfig::load(&host.path)?;
             let h = Host::new(host.root.as_deref());
-            shell(&h.path(Path::new(STACK)), command, None).await
+            let site = Some((config.generation, config.domain.as_str()));
+            shell(&h.path(Path::new(STACK)), command, site).await
         }
     }
 }

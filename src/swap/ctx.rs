@@ -114,6 +114,25 @@ impl Ctx {
         )))
     }
 
+    /// The end of what `bundle.logs` says on `host`, or `None` when it cannot be had (the
+    /// server is the thing that is broken): for messages, never for a decision.
+    pub async fn bundle_logs(&self, host: &dyn RemoteHost) -> Option<Vec<String>> {
+        let args = format!(
+            "baton host logs --command {}",
+            crate::remote::quote(&self.config.bundle.logs)
+        );
+        let quiet = |_: String| {};
+        let out = exec_root(host, &args, Duration::from_secs(30), &quiet)
+            .await
+            .ok()?;
+        // A `bundle.logs` that fails says why on stderr: that is worth showing too.
+        let mut tail = out.stdout_tail(20);
+        if out.status != 0 || tail.trim().is_empty() {
+            tail.push_str(&out.stderr_tail(8));
+        }
+        Some(tail.lines().map(str::to_string).collect())
+    }
+
     /// Renders the new server's identity and user-data (kept in memory, never journalled)
     /// and records its public host key.
     pub async fn render(&self, s: &mut SwapState) -> Result<(), StepError> {

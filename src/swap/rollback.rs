@@ -244,7 +244,7 @@ impl Step<RollbackState> for HandBack {
     }
 }
 
-async fn hand_back(ctx: &Ctx, s: &RollbackState) -> Result<(), StepError> {
+async fn hand_back(ctx: &Ctx, s: &mut RollbackState) -> Result<(), StepError> {
     let timeout = ctx.config.swap.handover_timeout;
     let connect = |a: &Active| {
         let target = a
@@ -264,8 +264,13 @@ async fn hand_back(ctx: &Ctx, s: &RollbackState) -> Result<(), StepError> {
                 .map_err(StepError::new)
         }
     };
-    (ctx.say)(format!("final backup on generation {}", s.from.generation));
     let from = connect(&s.from).await?;
+    if let Some(watch) = &mut s.watch
+        && watch.logs.is_empty()
+    {
+        watch.logs = ctx.bundle_logs(from.as_ref()).await.unwrap_or_default();
+    }
+    (ctx.say)(format!("final backup on generation {}", s.from.generation));
     ctx.baton(from.as_ref(), "backup --final", timeout).await?;
     (ctx.say)(format!("catch-up on generation {}", s.to.generation));
     let to = connect(&s.to).await?;

@@ -30,7 +30,7 @@ pub(crate) use commit::{instance_left, leave_for_gc};
 pub use handover::HandOver;
 pub use instance::{Create, RegisterKey, Wait};
 pub use prepare::Prepare;
-pub use stack::{Health, Up, stack_logs};
+pub use stack::{Health, Up};
 pub use watch::{Watch, WatchFailure};
 
 /// The steps' names, as the journal, the progress output and the tests spell them.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{SwapState, names};
 use crate::remote::quote;
-use crate::swap::ctx::{Ctx, exec_root};
+use crate::swap::ctx::Ctx;
 use crate::swap::probe::until_generation;
 use crate::swap::saga::{Step, StepError};
 
@@ -73,17 +73,8 @@ impl Step<SwapState> for Health {
     }
 }
 
-/// The end of what `bundle.logs` says on the new server, or `None` when it cannot be had
-/// (the server is the thing that is broken): for messages, never for a decision.
-pub async fn stack_logs(ctx: &Ctx, s: &SwapState) -> Option<Vec<String>> {
+/// The end of what `bundle.logs` says on the new server, or `None` when it cannot be had.
+async fn stack_logs(ctx: &Ctx, s: &SwapState) -> Option<Vec<String>> {
     let host = ctx.connect_new(s, Duration::from_secs(20)).await.ok()?;
-    let args = format!(
-        "baton host logs --command {}",
-        quote(&ctx.config.bundle.logs)
-    );
-    let quiet = |_: String| {};
-    let out = exec_root(host.as_ref(), &args, Duration::from_secs(30), &quiet)
-        .await
-        .ok()?;
-    Some(out.stdout_tail(20).lines().map(str::to_string).collect())
+    ctx.bundle_logs(host.as_ref()).await
 }

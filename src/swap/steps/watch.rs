@@ -18,7 +18,8 @@ pub struct WatchFailure {
     pub reason: String,
     /// What the last failed check got back.
     pub last_answer: String,
-    /// The end of `bundle.logs` on the new server, when it could be read.
+    /// The end of `bundle.logs` on the new server, when it could be read (by the
+    /// rollback's hand-back, once the previous generation serves again).
     pub logs: Vec<String>,
     /// Unix milliseconds of the first failed check of the run that rolled back: the
     /// rollback's figures count from it.
@@ -94,7 +95,8 @@ impl Step<SwapState> for Watch {
                         config.watch_failures
                     ));
                     if failures >= config.watch_failures {
-                        let logs = super::stack_logs(ctx, s).await.unwrap_or_default();
+                        // No SSH here: every second counts until the previous generation
+                        // serves again. The rollback's hand-back reads the logs.
                         s.watch_failed = Some(WatchFailure {
                             reason: format!(
                                 "{failures} checks in a row through {eip} failed, {} after the cut-over",
@@ -103,7 +105,7 @@ impl Step<SwapState> for Watch {
                                 ))
                             ),
                             last_answer: last,
-                            logs,
+                            logs: Vec::new(),
                             first_failed_ms,
                         });
                         return Ok(());
