@@ -2,6 +2,7 @@
 //! failing release back by itself, `baton rollback` inside and outside its window, and the
 //! rollback's fault and crash matrices.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -384,12 +385,6 @@ fn crash_after(step: &str) {
     let (out, _) = rollback(&r, &["--resume"]);
     assert!(out.status.success(), "resume: {}", stderr(&out));
     r.assert_serving_keeping(1, &first, &[&second]);
-}
-
-macro_rules! crash_tests {
-    ($($name:ident => $step:literal),* $(,)?) => {
-        $(#[test] fn $name() { crash_after($step) })*
-    };
 }
 
 crash_tests! {

@@ -1,6 +1,7 @@
 //! `baton swap` against exosim with loopback VMs (tests/common/rehearsal.rs): the happy
 //! path, a fault injected at every step, a crash after every step, and two swaps at once.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
@@ -393,12 +394,6 @@ fn a_swap_waiting_for_the_lock_takes_it_from_a_crashed_holder_and_refuses_its_jo
     );
     ok(r.baton(&["swap", "--abort"]));
     r.assert_serving(1, &old);
-}
-
-macro_rules! crash_tests {
-    ($($name:ident => $step:literal),* $(,)?) => {
-        $(#[test] fn $name() { crash_after($step) })*
-    };
 }
 
 crash_tests! {

@@ -167,3 +167,12 @@ pub fn file_store(
         .unwrap();
     (rt, store)
 }
+
+/// One test per step: `crash_tests! { name => "step", ... }` runs `crash_after("step")`,
+/// the calling file's crash-and-recover check.
+#[allow(unused_macros)]
+macro_rules! crash_tests {
+    ($($name:ident => $step:literal),* $(,)?) => {
+        $(#[test] fn $name() { crash_after($step) })*
+    };
+}
