@@ -398,16 +398,23 @@ crash_tests! {
 }
 
 #[test]
-fn a_swap_whose_address_has_a_second_holder_says_so_and_exits_3() {
+fn a_swap_whose_address_has_a_second_holder_and_a_wrong_answer_says_so_and_exits_3() {
     // A long watch that never rolls back (100 failures needed): the test plants a second
     // holder of the address while it runs, and the end-state check must name it.
     let r = Rehearsal::start_with(&["--watch", "20s"]);
     r.edit(|s| s.replace("watch_failures = 3", "watch_failures = 100"));
     assert!(r.swap(&[]).0.status.success());
     let swap = spawn_swap(&r);
-    common::wait_for("generation 2 to commit", Duration::from_secs(120), || {
-        (r.site_state()?["active"]["generation"] == 2).then_some(())
+    let second = common::wait_for("generation 2 to commit", Duration::from_secs(120), || {
+        let s = r.site_state()?;
+        (s["active"]["generation"] == 2)
+            .then(|| s["active"]["instance"].as_str().unwrap().to_string())
     });
+    // And generation 2 itself stops answering well: the watch (100 failures needed) lets
+    // it pass, the end-state check must not.
+    for b in bundles(&r, &second) {
+        std::fs::write(b.join("STATUS"), "503 down after the watch").unwrap();
+    }
     // Not the site's: only the address makes it baton's business.
     let rendered = r.dir.path().join("render-77");
     ok(r.baton(&[
@@ -444,4 +451,8 @@ fn a_swap_whose_address_has_a_second_holder_says_so_and_exits_3() {
     assert!(err.contains("end state"), "{err}");
     assert!(err.contains("the Elastic IP is held by"), "{err}");
     assert!(err.contains(&planted.id), "{err}");
+    assert!(
+        err.contains("does not answer as generation 2, which state.json names"),
+        "{err}"
+    );
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::ctx::Ctx;
 use super::journal::{Entry, JournalError};
 use super::lock::{DeployLock, Holder, LockError};
+use super::probe::until_generation;
 use super::rollback::RollbackState;
 use super::saga::{Journal, Outcome, Saga, Step, StepTime};
 use super::steps::{self, SwapState, WatchFailure};
@@ -214,13 +215,28 @@ async fn check_end_state(ctx: &Ctx, finished: &mut Finished, progress: &dyn Prog
     if !matches!(finished.outcome, Outcome::Done | Outcome::Undone { .. }) {
         return; // already needs attention, with its own list
     }
-    let problems =
-        match super::overview::gather(&ctx.config, ctx.cloud.as_ref(), ctx.store.clone()).await {
-            Ok(overview) => overview.end_state_problems(),
-            Err(e) => vec![format!("could not read the end state back: {e}")],
-        };
+    let problems = match super::overview::gather(&ctx.config, ctx.cloud.as_ref(), ctx.store.clone())
+        .await
+    {
+        Ok(overview) => {
+            let mut problems = overview.end_state_problems();
+            // And the site, as a visitor sees it, is the generation state.json names.
+            if let Some(generation) = overview.active_generation() {
+                let eip = ctx.config.cloud.elastic_ip;
+                if let Err(last) = until_generation(ctx, eip, generation, 1, END_STATE_ANSWER).await
+                {
+                    problems.push(format!(
+                        "{eip} does not answer as generation {generation}, which state.json \
+                             names: {last}"
+                    ));
+                }
+            }
+            problems
+        }
+        Err(e) => vec![format!("could not read the end state back: {e}")],
+    };
     if problems.is_empty() {
-        progress.note("end state checked against the cloud: one instance holds the address, nothing unaccounted for");
+        progress.note("end state checked against the cloud: one instance holds the address and answers as the active generation, nothing unaccounted for");
         return;
     }
     let mut all = match &finished.outcome {
@@ -233,6 +249,9 @@ async fn check_end_state(ctx: &Ctx, finished: &mut Finished, progress: &dyn Prog
         problems: all,
     };
 }
+
+/// How long the end-state check gives the address to answer as the active generation.
+const END_STATE_ANSWER: Duration = Duration::from_secs(20);
 
 /// The name the end-state check goes by in an outcome.
 pub const END_STATE: &str = "end-state";
@@ -428,7 +447,13 @@ async fn rollback_state(
     let Some(from) = site.active.clone() else {
         return nothing("no generation is active yet".into());
     };
-    let to = match (&site.previous, site.rollback_target(chrono::Utc::now())) {
+    // The watch's own rollback goes back whatever the clock says: its last check can end
+    // a few seconds past `until` when keep_previous is 0s, and the VM is still there.
+    let target = match &watch {
+        Some(_) => site.previous.as_ref(),
+        None => site.rollback_target(chrono::Utc::now()),
+    };
+    let to = match (&site.previous, target) {
         (None, _) => {
             return nothing(format!(
                 "state.json keeps no generation before {} (the first deploy, a rollback \
