@@ -64,6 +64,8 @@ impl Step<SwapState> for Watch {
         let mut failures = 0u32;
         let mut first_failed_ms = 0;
         let mut checks = 0u32;
+        // Plain output gets a line a minute, so a quiet watch does not look like a hang.
+        let mut said = Instant::now();
         loop {
             if ctx.lock_lost.is_lost() {
                 return Err(StepError(
@@ -83,6 +85,16 @@ impl Step<SwapState> for Watch {
                 None if failures > 0 => {
                     (ctx.say)(format!("check {checks}: answering again"));
                     failures = 0;
+                }
+                None if said.elapsed() >= Duration::from_secs(60) => {
+                    (ctx.say)(format!(
+                        "{checks} checks so far, generation {} answering; {} to go",
+                        s.generation,
+                        humantime::format_duration(Duration::from_secs(
+                            config.watch.saturating_sub(start.elapsed()).as_secs()
+                        ))
+                    ));
+                    said = Instant::now();
                 }
                 None => {}
                 Some(last) => {
