@@ -416,25 +416,11 @@ fn a_swap_whose_address_has_a_second_holder_and_a_wrong_answer_says_so_and_exits
         std::fs::write(b.join("STATUS"), "503 down after the watch").unwrap();
     }
     // Not the site's: only the address makes it baton's business.
-    let rendered = r.dir.path().join("render-77");
-    ok(r.baton(&[
-        "render",
-        "--generation",
-        "77",
-        "--out",
-        rendered.to_str().unwrap(),
-    ]));
-    let config = baton::config::Config::load(&r.config()).unwrap();
-    let spec = baton::cloud::InstanceSpec {
-        labels: [("owner".to_string(), "someone-else".to_string())].into(),
-        name: "someone-elses".into(),
-        user_data: std::fs::read_to_string(rendered.join("user-data.b64")).unwrap(),
-        ..config.instance_spec(77)
-    };
+    let planted = r.plant_instance(
+        77,
+        Some([("owner".to_string(), "someone-else".to_string())].into()),
+    );
     let client = r.exosim.client();
-    let planted = rt()
-        .block_on(baton::cloud::Cloud::create_instance(&client, &spec))
-        .unwrap();
     let eip: std::net::IpAddr = r.eip.parse().unwrap();
     let eip_id = rt()
         .block_on(baton::cloud::Cloud::find_elastic_ip(&client, eip))

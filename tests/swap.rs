@@ -462,25 +462,7 @@ fn two_swaps_at_once_one_runs_the_other_names_the_holder_or_waits() {
 fn a_swap_that_leaves_an_extra_instance_or_key_says_so_and_exits_3() {
     let (r, _old) = deployed();
     // An instance of the site that no generation accounts for, as a leak would leave.
-    let out = r.dir.path().join("render-99");
-    ok(r.baton(&[
-        "render",
-        "--generation",
-        "99",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let config = baton::config::Config::load(&r.config()).unwrap();
-    let spec = baton::cloud::InstanceSpec {
-        user_data: std::fs::read_to_string(out.join("user-data.b64")).unwrap(),
-        ..config.instance_spec(99)
-    };
-    let planted = rt()
-        .block_on(baton::cloud::Cloud::create_instance(
-            &r.exosim.client(),
-            &spec,
-        ))
-        .unwrap();
+    let planted = r.plant_instance(99, None);
     // And a deploy key that outlived its swap.
     let deploy_pub = std::fs::read_to_string(r.site.join("keys/deploy.pub")).unwrap();
     rt().block_on(baton::cloud::Cloud::register_ssh_key(

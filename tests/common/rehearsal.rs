@@ -268,6 +268,37 @@ impl Rehearsal {
         self.vms.join(instance)
     }
 
+    /// Creates an instance behind baton's back, booting generation `generation`'s
+    /// user-data, with `labels` in place of the site's when given (someone else's VM).
+    pub fn plant_instance(
+        &self,
+        generation: u64,
+        labels: Option<std::collections::BTreeMap<String, String>>,
+    ) -> baton::cloud::Instance {
+        let out = self.dir.path().join(format!("render-{generation}"));
+        ok(self.baton(&[
+            "render",
+            "--generation",
+            &generation.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        let config = baton::config::Config::load(&self.config()).unwrap();
+        let mut spec = baton::cloud::InstanceSpec {
+            user_data: std::fs::read_to_string(out.join("user-data.b64")).unwrap(),
+            ..config.instance_spec(generation)
+        };
+        if let Some(labels) = labels {
+            spec.labels = labels;
+            spec.name = format!("not-baton-{generation}");
+        }
+        rt().block_on(baton::cloud::Cloud::create_instance(
+            &self.exosim.client(),
+            &spec,
+        ))
+        .unwrap()
+    }
+
     /// Runs `baton ARGS` that dies (like `kill -9`) right after `step` is journalled.
     pub fn crash(&self, args: &[&str], step: &str) {
         let crashed = self
