@@ -1,6 +1,7 @@
 //! The HTTP side: one handler that checks, counts, delays, faults, validates and routes.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use super::world::{Effect, SimInstance, World, now_ms};
 use crate::openapi;
 use baton::cloud::exoscale::{signing, wire};
 use baton::sync::lock;
+
+mod templates;
+use templates::Import;
 
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new().fallback(handle).with_state(sim)
@@ -65,6 +69,7 @@ fn route(path: &str) -> Option<Route> {
             None => ("/elastic-ip/{id}", *rest),
         },
         ["template"] => ("/template", ""),
+        ["template", id] => ("/template/{id}", *id),
         ["instance-type"] => ("/instance-type", ""),
         ["security-group"] => ("/security-group", ""),
         _ => return None,
@@ -195,8 +200,11 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     let fail = fault == Some(Action::Fail);
     let (status, value, hooks) = sim.dispatch(op_id, &route, &query, &body, fail, &host);
     sim.persist();
-    for hook in hooks {
-        tokio::spawn(hook.run(sim.clone()));
+    for task in hooks {
+        match task {
+            Task::Hook(hook) => tokio::spawn(hook.run(sim.clone())),
+            Task::Import(import) => tokio::spawn(import.run(sim.clone())),
+        };
     }
     if status == StatusCode::OK
         && let Some(schema) = resp_schema
@@ -293,6 +301,8 @@ pub(super) struct Hook {
     command: String,
     operation: String,
     instance: SimInstance,
+    /// The image of the instance's template, when it is one that was registered here.
+    template_file: Option<PathBuf>,
 }
 
 impl Hook {
@@ -331,6 +341,11 @@ impl Hook {
             .arg(&self.instance.name)
             .arg(&user_data_file)
             .env("EXOSIM_PUBLIC_IP", &self.instance.public_ip)
+            .env("EXOSIM_TEMPLATE_ID", &self.instance.template_id)
+            .env(
+                "EXOSIM_TEMPLATE_FILE",
+                self.template_file.as_deref().unwrap_or(Path::new("")),
+            )
             .env("EXOSIM_ZONE", &sim.options.zone)
             .stdin(std::process::Stdio::null())
             .output()
@@ -369,7 +384,13 @@ fn decode_user_data(b64: &str) -> Vec<u8> {
     raw
 }
 
-type Answer = (StatusCode, Value, Vec<Hook>);
+/// Work an answer leaves to do once the world lock is released.
+enum Task {
+    Hook(Box<Hook>),
+    Import(Import),
+}
+
+type Answer = (StatusCode, Value, Vec<Task>);
 
 fn ok(v: Value) -> Answer {
     (StatusCode::OK, v, Vec::new())
@@ -580,6 +601,30 @@ impl Sim {
                 Some(e) => ok(w.elastic_ip_json(e)),
                 None => not_found(format!("Elastic IP {id}")),
             },
+            "get-template" => match w.template(id) {
+                Some(t) => ok(t.clone()),
+                None => not_found(format!("template {id}")),
+            },
+            "register-template" => self.register_template(&mut w, body, fail),
+            "delete-template" => {
+                let Some(t) = w.template(id) else {
+                    return not_found(format!("template {id}"));
+                };
+                if t["visibility"] != "private" {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        format!("template {id} is a public template: only your own can be deleted"),
+                    );
+                }
+                if !fail {
+                    w.catalog.templates.retain(|t| t["id"] != id);
+                    if let Some(file) = w.template_files.remove(id) {
+                        let _ = std::fs::remove_file(file);
+                    }
+                }
+                let op = self.operation(&mut w, "delete-template", id, None, Effect::None, fail);
+                ok(w.operation_json(&op).unwrap_or_default())
+            }
             "create-instance" => self.create_instance(&mut w, body, fail),
             "delete-instance" => {
                 let Some(instance) = w.instances.get_mut(id) else {
@@ -738,12 +783,13 @@ impl Sim {
             if let Some(o) = w.operations.get_mut(&op) {
                 o.waiting_for_hook = true;
             }
-            hooks.push(Hook {
+            hooks.push(Task::Hook(Box::new(Hook {
                 kind,
                 command: cmd.clone(),
                 operation: op.clone(),
+                template_file: w.template_files.get(&instance.template_id).cloned(),
                 instance,
-            });
+            })));
         }
         (
             StatusCode::OK,
@@ -844,6 +890,9 @@ mod tests {
             ("/elastic-ip/{id}:attach", "put"),
             ("/elastic-ip/{id}:detach", "put"),
             ("/template", "get"),
+            ("/template", "post"),
+            ("/template/{id}", "get"),
+            ("/template/{id}", "delete"),
             ("/instance-type", "get"),
             ("/security-group", "get"),
         ];

@@ -90,6 +90,10 @@ pub struct World {
     pub calls: BTreeMap<String, u64>,
     /// Requests or answers that did not match the spec: tests assert there are none.
     pub violations: Vec<String>,
+    /// Where each registered (private) template's image was downloaded to, by id: the
+    /// create hook boots it.
+    #[serde(default)]
+    pub template_files: BTreeMap<String, std::path::PathBuf>,
     next_public_host: u32,
 }
 
@@ -111,6 +115,12 @@ impl World {
                 template(
                     "8a0f7a52-3b1e-4f0c-9d41-2b6a1f0d0c01",
                     "Linux Debian 12 (Bookworm) 64-bit",
+                    "debian",
+                    "debian",
+                ),
+                template(
+                    "8a0f7a52-3b1e-4f0c-9d41-2b6a1f0d0c03",
+                    "Linux Debian 13 (Trixie) 64-bit",
                     "debian",
                     "debian",
                 ),
@@ -186,6 +196,7 @@ impl World {
             operations: BTreeMap::new(),
             calls: BTreeMap::new(),
             violations: Vec::new(),
+            template_files: BTreeMap::new(),
             next_public_host: 10,
         }
     }
@@ -375,6 +386,7 @@ impl World {
                 v
             }).collect::<Vec<_>>(),
             "ssh-keys": self.ssh_keys.values().map(|k| json!({"name": k.name, "fingerprint": k.fingerprint})).collect::<Vec<_>>(),
+            "templates": self.catalog.templates.iter().filter(|t| t["visibility"] == "private").collect::<Vec<_>>(),
             "pending-operations": self.operations.values().filter(|o| o.state == "pending").count(),
             "calls": self.calls,
             "violations": self.violations,

@@ -624,3 +624,110 @@ async fn query_arguments_are_verified_in_the_order_the_header_lists_them() {
         400
     );
 }
+
+/// Serves `bytes` at `/image.qcow2` on loopback, as the object store serves a pre-signed
+/// GET: what a registration downloads.
+async fn serve_image(bytes: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/image.qcow2",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { bytes }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/image.qcow2?X-Amz-Signature=secret")
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    format!("{:x}", md5::Md5::digest(bytes))
+}
+
+fn template_spec(name: &str, url: &str, md5: &str) -> baton::cloud::TemplateSpec {
+    baton::cloud::TemplateSpec {
+        name: name.into(),
+        url: url.into(),
+        md5: md5.into(),
+        default_user: "debian".into(),
+        description: "baton bake of recipe 0123abcd".into(),
+        build: "0123abcd".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_registered_template_is_downloaded_checked_listed_and_booted() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = format!(
+        "sh -c 'cp \"$EXOSIM_TEMPLATE_FILE\" {d}/booted; echo public-ip=127.0.0.42' ",
+        d = dir.path().display()
+    );
+    let sim = Exosim::start(&["--on-create", &create]);
+    let cloud = sim.client();
+    let image = b"QFI\xfb a qcow2's bytes".repeat(5000);
+    let url = serve_image(image.clone()).await;
+
+    let t = cloud
+        .register_template(&template_spec(
+            "baton-blog-0123abcd",
+            &url,
+            &md5_hex(&image),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(t.name, "baton-blog-0123abcd");
+    assert_eq!(t.size, Some(image.len() as u64));
+    let own = cloud.list_own_templates().await.unwrap();
+    assert_eq!(own, vec![t.clone()]);
+
+    // An instance of it boots the downloaded image; the stock templates are unchanged.
+    let mut s = spec(1);
+    s.template = t.name.clone();
+    cloud.create_instance(&s).await.unwrap();
+    assert_eq!(std::fs::read(dir.path().join("booted")).unwrap(), image);
+
+    cloud.delete_template(&t.id).await.unwrap();
+    cloud.delete_template(&t.id).await.unwrap(); // already gone: success
+    assert_eq!(cloud.list_own_templates().await.unwrap(), vec![]);
+    assert_conformant(&sim).await;
+}
+
+#[tokio::test]
+async fn a_template_whose_checksum_differs_fails_and_is_never_listed() {
+    let sim = Exosim::start(&[]);
+    let cloud = sim.client();
+    let url = serve_image(b"not what was baked".to_vec()).await;
+    let err = cloud
+        .register_template(&template_spec(
+            "baton-blog-1",
+            &url,
+            &md5_hex(b"what was baked"),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("register-template") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret"),
+        "the pre-signed URL's signature leaked: {err}"
+    );
+    assert_eq!(cloud.list_own_templates().await.unwrap(), vec![]);
+
+    // Exoscale's own templates are not the account's to delete.
+    let debian = "8a0f7a52-3b1e-4f0c-9d41-2b6a1f0d0c01";
+    let (status, _) = raw(
+        &sim,
+        "DELETE",
+        &format!("/template/{debian}"),
+        &json!({}),
+        SECRET,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_conformant(&sim).await;
+}

@@ -34,6 +34,8 @@ pub struct Instance {
     pub labels: BTreeMap<String, String>,
     pub elastic_ips: Vec<String>,
     pub created_at: Option<String>,
+    /// The template it was created from: `gc` keeps the baked ones an instance boots.
+    pub template_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +48,31 @@ pub struct ElasticIp {
 pub struct SshKey {
     pub name: String,
     pub fingerprint: String,
+}
+
+/// A template the account registered itself: a baked image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Template {
+    pub id: String,
+    pub name: String,
+    pub created_at: Option<String>,
+    pub description: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// An image to register: the cloud downloads it from `url` and checks it against `md5`
+/// before the template is listed.
+#[derive(Debug, Clone)]
+pub struct TemplateSpec {
+    pub name: String,
+    /// A URL the cloud can read, e.g. a pre-signed GET of the object store; never logged.
+    pub url: String,
+    pub md5: String,
+    pub default_user: String,
+    /// At most 255 characters (Exoscale's limit).
+    pub description: String,
+    /// What built it: the recipe's hash.
+    pub build: String,
 }
 
 /// What to create. `labels` must identify the instance uniquely: a retry looks for them.
@@ -64,7 +91,8 @@ pub struct InstanceSpec {
 
 #[async_trait]
 pub trait Cloud: Send + Sync {
-    /// Checks, read-only, that the spec's template, type and security groups exist.
+    /// Checks, read-only, that the spec's template (unless empty: none chosen yet), type
+    /// and security groups exist.
     async fn preflight(&self, spec: &InstanceSpec) -> Result<(), CloudError>;
     /// Creates the instance, or returns the one an earlier attempt created (same labels).
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<Instance, CloudError>;
@@ -86,6 +114,13 @@ pub trait Cloud: Send + Sync {
     /// Deletes a key; one that is already gone is success.
     async fn delete_ssh_key(&self, name: &str) -> Result<(), CloudError>;
     async fn list_ssh_keys(&self) -> Result<Vec<SshKey>, CloudError>;
+
+    /// The templates this account registered (baked images), oldest first.
+    async fn list_own_templates(&self) -> Result<Vec<Template>, CloudError>;
+    /// Registers an image and waits until the cloud has downloaded and checked it.
+    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError>;
+    /// Deletes one of the account's templates; one that is already gone is success.
+    async fn delete_template(&self, id: &str) -> Result<(), CloudError>;
 
     async fn list_elastic_ips(&self) -> Result<Vec<ElasticIp>, CloudError>;
     /// Attaches; already attached is success.

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use self::retry::{RetryPolicy, parse_retry_after, retryable_status};
-use super::{Cloud, CloudError, ElasticIp, Instance, InstanceSpec, SshKey, names};
+use super::{
+    Cloud, CloudError, ElasticIp, Instance, InstanceSpec, SshKey, Template, TemplateSpec, names,
+};
 use crate::clock::{Clock, SystemClock, unix_seconds};
 
 pub const ENV_KEY: &str = "EXOSCALE_API_KEY";
@@ -348,26 +350,37 @@ impl ExoscaleClient {
         }
     }
 
-    async fn resolve_template(&self, name: &str) -> Result<String, CloudError> {
+    async fn templates(&self, visibility: &str) -> Result<Vec<wire::Template>, CloudError> {
         let list: wire::TemplateList = self
-            .get("/template", &[("visibility".into(), "public".into())])
+            .get("/template", &[("visibility".into(), visibility.into())])
             .await?;
-        // Several builds can share a name: take the newest.
-        let mut matching: Vec<&wire::Template> = list
-            .templates
-            .iter()
-            .filter(|t| t.name.as_deref() == Some(name))
-            .collect();
-        matching.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        match matching.last() {
-            Some(t) => Ok(t.id.clone()),
+        Ok(list.templates)
+    }
+
+    /// The newest template named `name`: a public one, else one of the account's own
+    /// (a baked image; its name never looks like Exoscale's).
+    async fn resolve_template(&self, name: &str) -> Result<String, CloudError> {
+        let newest = |list: &[wire::Template]| {
+            // Several builds can share a name: take the newest.
+            list.iter()
+                .filter(|t| t.name.as_deref() == Some(name))
+                .max_by(|a, b| a.created_at.cmp(&b.created_at))
+                .map(|t| t.id.clone())
+        };
+        let public = self.templates("public").await?;
+        if let Some(id) = newest(&public) {
+            return Ok(id);
+        }
+        let own = self.templates("private").await?;
+        match newest(&own) {
+            Some(id) => Ok(id),
             None => Err(CloudError::NotFound {
                 what: format!("template {name:?}"),
                 hint: format!(
                     "set instance.template to one of the zone's templates, e.g. {}",
                     names(
-                        list.templates
-                            .iter()
+                        own.iter()
+                            .chain(&public)
                             .filter_map(|t| t.name.clone())
                             .take(5)
                             .map(|n| format!("{n:?}"))
@@ -446,6 +459,7 @@ impl From<wire::Instance> for Instance {
             labels: w.labels,
             elastic_ips: w.elastic_ips.into_iter().map(|r| r.id).collect(),
             created_at: w.created_at,
+            template_id: w.template.map(|t| t.id),
             id: w.id,
         }
     }
@@ -477,6 +491,16 @@ pub fn error_chain(e: &reqwest::Error) -> String {
     msg
 }
 
+fn template_of(t: wire::Template) -> Template {
+    Template {
+        name: t.name.unwrap_or_default(),
+        id: t.id,
+        created_at: t.created_at,
+        description: t.description,
+        size: t.size,
+    }
+}
+
 /// For deletes and detaches: a target that is already gone is what was wanted.
 fn gone_is_ok<T>(result: Result<T, CloudError>) -> Result<(), CloudError> {
     match result {
@@ -497,7 +521,9 @@ fn is_reason(e: &CloudError, wanted: &str) -> bool {
 #[async_trait]
 impl Cloud for ExoscaleClient {
     async fn preflight(&self, spec: &InstanceSpec) -> Result<(), CloudError> {
-        self.resolve_template(&spec.template).await?;
+        if !spec.template.is_empty() {
+            self.resolve_template(&spec.template).await?;
+        }
         self.resolve_instance_type(&spec.instance_type).await?;
         self.resolve_security_groups(&spec.security_groups).await?;
         Ok(())
@@ -670,6 +696,69 @@ impl Cloud for ExoscaleClient {
                 fingerprint: k.fingerprint.unwrap_or_default(),
             })
             .collect())
+    }
+
+    async fn list_own_templates(&self) -> Result<Vec<Template>, CloudError> {
+        let mut own: Vec<Template> = self
+            .templates("private")
+            .await?
+            .into_iter()
+            .map(template_of)
+            .collect();
+        own.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(own)
+    }
+
+    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError> {
+        let body = wire::RegisterTemplate {
+            name: spec.name.clone(),
+            url: spec.url.clone(),
+            checksum: spec.md5.clone(),
+            default_user: spec.default_user.clone(),
+            description: spec.description.clone(),
+            ssh_key_enabled: true,
+            password_enabled: false,
+            // baton's images boot through UEFI: a standalone GRUB on an EFI system
+            // partition, no boot sector to install.
+            boot_mode: "uefi",
+            build: spec.build.clone(),
+            maintainer: "baton",
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| CloudError::Invalid(e.to_string()))?;
+        let mut backoff = self.backoff("POST /template".into());
+        let bytes = loop {
+            // Never register blindly: an earlier attempt may have registered it and lost
+            // the answer; the zone lists a template only once it has checked the image.
+            if let Some(t) = self
+                .templates("private")
+                .await?
+                .into_iter()
+                .find(|t| t.name.as_deref() == Some(spec.name.as_str()))
+            {
+                return Ok(template_of(t));
+            }
+            match self.attempt(&Method::POST, "/template", &[], &body).await {
+                Ok(bytes) => break bytes,
+                Err(f) => backoff.wait(f).await?,
+            }
+        };
+        let op: wire::Operation = decode("POST /template", &bytes)?;
+        let id = self
+            .wait_operation(op)
+            .await?
+            .ok_or_else(|| CloudError::Decode {
+                request: "POST /template".into(),
+                reason: "the operation names no template".into(),
+            })?;
+        let t: wire::Template = self.get(&format!("/template/{id}"), &[]).await?;
+        Ok(template_of(t))
+    }
+
+    async fn delete_template(&self, id: &str) -> Result<(), CloudError> {
+        gone_is_ok(
+            self.write(Method::DELETE, &format!("/template/{id}"), None::<&()>)
+                .await,
+        )
     }
 
     async fn list_elastic_ips(&self) -> Result<Vec<ElasticIp>, CloudError> {

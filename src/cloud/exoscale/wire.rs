@@ -42,6 +42,7 @@ pub struct Instance {
     #[serde(default)]
     pub elastic_ips: Vec<IdRef>,
     pub created_at: Option<String>,
+    pub template: Option<IdRef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,23 @@ pub struct Template {
     pub id: String,
     pub name: Option<String>,
     pub created_at: Option<String>,
+    pub description: Option<String>,
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegisterTemplate {
+    pub name: String,
+    pub url: String,
+    pub checksum: String,
+    pub default_user: String,
+    pub description: String,
+    pub ssh_key_enabled: bool,
+    pub password_enabled: bool,
+    pub boot_mode: &'static str,
+    pub build: String,
+    pub maintainer: &'static str,
 }
 
 #[derive(Debug, Deserialize)]
