@@ -58,6 +58,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Write the reproducible zip of the compose bundle and print its sha256.
     Bundle(BundleArgs),
+    /// Build the golden image from the recipe (`image/`) and register it with the cloud as
+    /// a template; a recipe baked before is found again by its hash.
+    Bake(BakeArgs),
     /// Send the site's content (`content.dir`) to the store; servers pull it within
     /// `content.pull_interval`, no swap needed.
     Publish(PublishArgs),
@@ -83,6 +86,10 @@ pub struct SwapArgs {
     /// from the last backup, and what the old one recorded since is lost.
     #[arg(long)]
     pub no_handover: bool,
+    /// Boot this template instead of `instance.template` (by default the newest bake of
+    /// the recipe as it is now: `baton bake`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["resume", "abort"])]
+    pub template: Option<String>,
     /// Wait this long for the deploy lock when another swap holds it (e.g. 10m).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_wait: std::time::Duration,
@@ -101,6 +108,25 @@ pub struct RollbackArgs {
     /// Undo the unfinished rollback.
     #[arg(long)]
     pub abort: bool,
+    /// Wait this long for the deploy lock when a swap holds it (e.g. 10m).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BakeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Show the recipe, its hash and what a bake would do; build and register nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Build the image into the local cache only: no store, no cloud (e.g. on a machine
+    /// with the mirror, before a bake on one with the cloud).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub build_only: bool,
     /// Wait this long for the deploy lock when a swap holds it (e.g. 10m).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_wait: std::time::Duration,

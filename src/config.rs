@@ -50,6 +50,8 @@ pub struct Config {
     pub swap: Swap,
     #[serde(default)]
     pub backup: Backup,
+    #[serde(default)]
+    pub image: Image,
     /// The file this was read from; relative paths inside it are relative to its directory.
     #[serde(skip)]
     pub path: PathBuf,
@@ -133,6 +135,21 @@ impl Default for Bundle {
             dir: PathBuf::from("docker"),
             up: "docker compose up -d --wait".to_string(),
             logs: "docker compose ps; docker compose logs --no-color --tail 30".to_string(),
+        }
+    }
+}
+
+/// `[image]`: where the golden image's recipe is (`baton bake`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Image {
+    pub recipe: PathBuf,
+}
+
+impl Default for Image {
+    fn default() -> Self {
+        Image {
+            recipe: PathBuf::from("image"),
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum Error {
     Journal(#[from] JournalError),
     #[error(transparent)]
     SwapRun(#[from] crate::swap::run::RunError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]
     Failed(String),
@@ -81,6 +83,7 @@ impl Error {
             Error::Lock(e) => e.is_bad_input(),
             Error::Journal(e) => e.is_bad_input(),
             Error::SwapRun(e) => e.is_bad_input(),
+            Error::Image(e) => e.is_bad_input(),
         };
         if bad_input {
             EXIT_BAD_INPUT

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fsutil;
 pub mod generation;
 pub mod identity;
+pub mod image;
 pub mod remote;
 pub mod schedule;
 pub mod starter;

@@ -1,5 +1,5 @@
 //! The starter files `baton init` writes beside `baton.toml`: the compose bundle (`docker/`)
-//! and a sample site (`site/`), the same files this repository deploys. Embedded so the
+//! a sample site (`site/`) and the golden image's recipe (`image/`), the same files this repository deploys. Embedded so the
 //! binary alone can start a project.
 
 macro_rules! starter {
@@ -21,6 +21,9 @@ pub const FILES: &[(&str, &[u8])] = starter![
     "site/posts/hello.html",
     "site/404.html",
     "site/style.css",
+    "image/recipe.toml",
+    "image/files/etc/cloud/cloud.cfg.d/90-baton.cfg",
+    "image/files/etc/docker/daemon.json",
 ];
 
 /// The top-level directories the starter files fill.

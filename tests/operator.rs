@@ -29,6 +29,9 @@ impl Site {
             &sim.url,
             "--store",
             &format!("file://{}", store_dir.display()),
+            // These tests are not about the baked image (tests/bake.rs is).
+            "--set",
+            "instance.template=Linux Debian 13 (Trixie) 64-bit",
         ]);
         let store: Arc<dyn ObjectStore> =
             Arc::new(FsStore::new(&store_dir, "file:///store").unwrap());
@@ -75,7 +78,7 @@ impl Site {
                 ("baton.site".into(), "blog".into()),
                 ("baton.generation".into(), generation.to_string()),
             ]),
-            template: "Linux Debian 12 (Bookworm) 64-bit".into(),
+            template: "Linux Debian 13 (Trixie) 64-bit".into(),
             instance_type: "standard.small".into(),
             disk_gb: 20,
             security_groups: vec!["web".into()],
@@ -182,13 +185,13 @@ async fn plan_names_a_template_that_does_not_exist() {
     let site = Site::new();
     let cfg = std::fs::read_to_string(site.project.config())
         .unwrap()
-        .replace("Linux Debian 12 (Bookworm) 64-bit", "Linux Debian 99");
+        .replace("Linux Debian 13 (Trixie) 64-bit", "Linux Debian 99");
     std::fs::write(site.project.config(), cfg).unwrap();
     let out = site.baton(&["plan"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("template \"Linux Debian 99\" not found")
-            && stderr(&out).contains("Linux Debian 12"),
+            && stderr(&out).contains("Linux Debian 13"),
         "{}",
         stderr(&out)
     );
@@ -359,7 +362,8 @@ async fn gc_deletes_only_what_baton_made_and_no_longer_needs() {
     assert_eq!(
         plan,
         json!({"instances": [orphan.id], "ssh_keys": ["baton-blog-2"],
-               "artifacts": ["artifacts/bbbb", "artifacts/cccc"], "journals": []})
+               "artifacts": ["artifacts/bbbb", "artifacts/cccc"], "journals": [],
+               "templates": [], "images": []})
     );
     assert_eq!(
         site.sim.state().await["instances"]

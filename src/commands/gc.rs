@@ -21,6 +21,16 @@ struct GcPlan {
     ssh_keys: Vec<String>,
     artifacts: Vec<String>,
     journals: Vec<String>,
+    /// Baked templates beyond the newest `image::KEEP_BAKES` that no instance boots.
+    templates: Vec<GcTemplate>,
+    /// Images a bake uploaded and did not get to delete (`images/`).
+    images: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct GcTemplate {
+    id: String,
+    name: String,
 }
 
 pub async fn run(args: &GcArgs) -> Result<(), Error> {
@@ -75,6 +85,33 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
             .collect();
         let retention = crate::swap::journal::retention(&journals, &kept);
         plan.journals = retention.expired;
+        // Bakes: the newest few stay for a swap back to them, and any an instance of the
+        // site boots (the active one, the kept previous one) stays with it.
+        let site_label = std::collections::BTreeMap::from([(
+            crate::cloud::LABEL_SITE.to_string(),
+            config.site.name.clone(),
+        )]);
+        let booted: Vec<String> = cloud
+            .list_instances(&site_label)
+            .await?
+            .into_iter()
+            .filter_map(|i| i.template_id)
+            .collect();
+        let own = cloud.list_own_templates().await?;
+        plan.templates = crate::image::expired_bakes(&own, &config.site.name, &booted)
+            .into_iter()
+            .map(|t| GcTemplate {
+                id: t.id.clone(),
+                name: t.name.clone(),
+            })
+            .collect();
+        // No bake is running (it holds the lock while its image is in the store).
+        plan.images = store
+            .list(crate::store::layout::IMAGES)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         plan.artifacts = store
             .list(ARTIFACTS)
             .await?
@@ -84,7 +121,8 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
             .collect();
         super::print(args.report.json, &plan, || {
             let mut s = format!(
-                "{} {} instances, {} SSH keys, {} artifacts, {} finished journals",
+                "{} {} instances, {} SSH keys, {} artifacts, {} finished journals, {} baked \
+                 templates, {} uploaded images",
                 if args.dry_run {
                     "would delete"
                 } else {
@@ -93,7 +131,9 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
                 plan.instances.len(),
                 plan.ssh_keys.len(),
                 plan.artifacts.len(),
-                plan.journals.len()
+                plan.journals.len(),
+                plan.templates.len(),
+                plan.images.len()
             );
             for i in &plan.instances {
                 s.push_str(&format!("\n  instance {i}"));
@@ -102,6 +142,12 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
                 s.push_str(&format!("\n  SSH key {k}"));
             }
             for key in plan.artifacts.iter().chain(&plan.journals) {
+                s.push_str(&format!("\n  {key}"));
+            }
+            for t in &plan.templates {
+                s.push_str(&format!("\n  template {} ({})", t.name, t.id));
+            }
+            for key in &plan.images {
                 s.push_str(&format!("\n  {key}"));
             }
             s
@@ -118,6 +164,12 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         }
         for k in &plan.ssh_keys {
             cloud.delete_ssh_key(k).await?;
+        }
+        for t in &plan.templates {
+            cloud.delete_template(&t.id).await?;
+        }
+        for key in &plan.images {
+            store.delete(key).await?;
         }
         // Artifacts before the journals that name them: a gc cut short then leaves a
         // journal whose artifacts are gone (harmless, it is finished), never the reverse.

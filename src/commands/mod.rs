@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod backup;
+pub mod bake;
 pub mod bundle;
 pub mod gc;
 pub mod host;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Prune(args) => block_on(prune::run(&args)),
         Command::Host(args) => block_on(host::run(&args)),
         Command::Bundle(args) => bundle::run(&args),
+        Command::Bake(args) => block_on(bake::run(&args)),
         Command::Publish(args) => block_on(publish::run(&args)),
         Command::Swap(args) => block_on(swap::run(&args)),
         Command::Rollback(args) => block_on(rollback::run(&args)),

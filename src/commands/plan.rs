@@ -14,6 +14,10 @@ struct Plan {
     instance_name: String,
     elastic_ip: String,
     elastic_ip_id: String,
+    /// The template the new instance would boot; `None` while the recipe is not baked.
+    template: Option<String>,
+    /// The recipe's hash, when the template is the site's bake (or should be).
+    recipe_hash: Option<String>,
     replaces: Option<String>,
     steps: Vec<&'static str>,
     /// Why a swap started now would not go ahead.
@@ -31,7 +35,24 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
             .and_then(crate::state::SiteState::highest_generation),
     )?;
     let name = config.instance_name(generation);
-    let spec = config.instance_spec(generation);
+    let mut blockers = Vec::new();
+    // A recipe changed since its last bake is no bad input for a plan: it says so, as a
+    // swap would refuse.
+    let (template, recipe_hash) = match crate::image::choose(&config, &cloud, None).await {
+        Ok(c) => (Some(c.template), c.recipe),
+        Err(crate::image::ImageError::NotBaked { hash, newest, .. }) => {
+            blockers.push(format!(
+                "the image recipe ({}, hash {hash}) is not baked{newest}: run `baton bake`",
+                config.image.recipe.display()
+            ));
+            (None, Some(hash))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let spec = crate::cloud::InstanceSpec {
+        template: template.clone().unwrap_or_default(),
+        ..config.instance_spec(generation)
+    };
     // Names that do not resolve are bad input: nothing would be created.
     cloud.preflight(&spec).await?;
     let eip = cloud.find_elastic_ip(config.cloud.elastic_ip).await?;
@@ -40,7 +61,6 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         .as_ref()
         .and_then(|s| s.active.as_ref())
         .map(|a| a.instance.clone());
-    let mut blockers = Vec::new();
     if let Some(l) = &overview.lock {
         blockers.push(format!(
             "the deploy lock is held by {} on {}",
@@ -84,6 +104,8 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         instance_name: name,
         elastic_ip: config.cloud.elastic_ip.to_string(),
         elastic_ip_id: eip.id,
+        template,
+        recipe_hash,
         replaces,
         steps,
         blockers,
@@ -95,6 +117,9 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         );
         if let Some(old) = &plan.replaces {
             s.push_str(&format!(", replacing instance {old}"));
+        }
+        if let Some(t) = &plan.template {
+            s.push_str(&format!(", booting template {t}"));
         }
         s.push_str(":\n");
         for (i, step) in plan.steps.iter().enumerate() {

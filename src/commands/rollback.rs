@@ -106,6 +106,7 @@ pub async fn run(args: &RollbackArgs) -> Result<(), Error> {
         SagaKind::Rollback,
         mode,
         args.lock_wait,
+        None,
         |_| async { Ok(()) },
     )
     .await?;

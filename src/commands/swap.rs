@@ -106,6 +106,7 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         SagaKind::Swap,
         mode,
         args.lock_wait,
+        args.template.clone(),
         |store| async move {
             if let Mode::Start { .. } = mode
                 && !crate::content::is_published(store.as_ref()).await?
@@ -133,6 +134,7 @@ pub(super) async fn execute<F>(
     saga: SagaKind,
     mode: Mode,
     lock_wait: Duration,
+    template: Option<String>,
     check: impl FnOnce(Arc<dyn crate::store::ObjectStore>) -> F,
 ) -> Result<Finished, Error>
 where
@@ -147,6 +149,7 @@ where
         mode,
         lock_wait,
         holder: Holder::this_process(),
+        template,
     };
     let services = Services {
         config,

@@ -14,6 +14,7 @@
 //! backups/archives/<sha256>.tar.gz            a backed-up path, by content
 //! site/manifest.json                          the published site: path -> sha256
 //! site/objects/<sha256>                       one published file, by content
+//! images/<recipe-hash>.qcow2                  a baked image, until the cloud has copied it
 //! ```
 
 use chrono::{DateTime, Utc};
@@ -30,10 +31,11 @@ pub enum Kind {
     Archive,
     SiteManifest,
     SiteObject,
+    Image,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::State,
         Kind::Lock,
         Kind::Journal,
@@ -43,6 +45,7 @@ impl Kind {
         Kind::Archive,
         Kind::SiteManifest,
         Kind::SiteObject,
+        Kind::Image,
     ];
 
     /// The key or prefix the kind lives under.
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Archive => ARCHIVES,
             Kind::SiteManifest => SITE_MANIFEST,
             Kind::SiteObject => SITE_OBJECTS,
+            Kind::Image => IMAGES,
         }
     }
 
@@ -82,6 +86,7 @@ pub const BLOCKS: &str = "backups/blocks/";
 pub const ARCHIVES: &str = "backups/archives/";
 pub const SITE_MANIFEST: &str = "site/manifest.json";
 pub const SITE_OBJECTS: &str = "site/objects/";
+pub const IMAGES: &str = "images/";
 /// Written after a block's `meta.json`: the block is complete in the store.
 pub const BLOCK_INDEX: &str = ".baton-block.json";
 
@@ -109,6 +114,11 @@ pub fn journal_id(key: &str) -> Option<&str> {
     key.strip_prefix(JOURNALS)?
         .strip_suffix(".json")
         .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Where `baton bake` puts an image for the cloud to download (it deletes it after).
+pub fn image(recipe_hash: &str) -> String {
+    format!("{IMAGES}{recipe_hash}.qcow2")
 }
 
 pub fn artifact(sha256: &str) -> String {
@@ -195,6 +205,7 @@ mod tests {
             (archive(&sha), Kind::Archive),
             (SITE_MANIFEST.to_string(), Kind::SiteManifest),
             (site_object(&sha), Kind::SiteObject),
+            (image("0123456789abcdef"), Kind::Image),
         ];
         for (key, kind) in cases {
             crate::store::check_key(&key).unwrap();

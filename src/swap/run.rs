@@ -39,6 +39,9 @@ pub struct Request {
     /// How long to wait for a deploy lock that another swap holds.
     pub lock_wait: Duration,
     pub holder: Holder,
+    /// The template a new generation boots instead of `instance.template` (a swap's
+    /// `--template`); `None` takes the configured one, or the recipe's bake.
+    pub template: Option<String>,
 }
 
 /// What a swap talks to: each behind its trait, so tests can bring their own.
@@ -148,6 +151,8 @@ pub enum RunError {
     Cloud(#[from] CloudError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
 }
 
 impl crate::error::Classify for RunError {
@@ -164,6 +169,7 @@ impl crate::error::Classify for RunError {
             RunError::Store(e) => e.is_bad_input(),
             RunError::Cloud(e) => e.is_bad_input(),
             RunError::State(_) => false,
+            RunError::Image(e) => e.is_bad_input(),
         }
     }
 }
@@ -370,6 +376,7 @@ async fn drive(
                 ctx.cloud.as_ref(),
                 ctx.store.as_ref(),
                 no_handover,
+                request.template.as_deref(),
             )
             .await?;
             progress.begin(&format!(
@@ -495,6 +502,7 @@ async fn initial_state(
     cloud: &dyn Cloud,
     store: &dyn ObjectStore,
     no_handover: bool,
+    template: Option<&str>,
 ) -> Result<SwapState, RunError> {
     let site = crate::state::read(store).await?.unwrap_or_default();
     let generation = next_generation(site.highest_generation())?;
@@ -507,8 +515,14 @@ async fn initial_state(
         no_handover,
         ..Default::default()
     };
-    let spec = config.instance_spec(generation);
+    // Chosen once and journalled: a resumed swap boots what the swap started with.
+    let choice = crate::image::choose(config, cloud, template).await?;
+    let spec = crate::cloud::InstanceSpec {
+        template: choice.template.clone(),
+        ..config.instance_spec(generation)
+    };
     cloud.preflight(&spec).await?;
+    state.template = Some(choice.template);
     state.elastic_ip_id = cloud.find_elastic_ip(config.cloud.elastic_ip).await?.id;
     // Generation N's labels must be free: an instance there is a leftover of an earlier
     // swap (its journal lost), which this swap would otherwise adopt.

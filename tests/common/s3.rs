@@ -34,6 +34,8 @@ pub struct S3Server {
     /// is a server that ignores `If-None-Match` (the header is signed, so it cannot be
     /// stripped from the request instead).
     pub ignore_conditions: Arc<AtomicBool>,
+    /// A PUT whose path contains this is answered 500 (a store failing mid-way).
+    pub fail_puts: Arc<Mutex<Option<String>>>,
 }
 
 impl S3Server {
@@ -57,10 +59,12 @@ impl S3Server {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let put_delay_ms = Arc::new(AtomicU64::new(0));
         let ignore_conditions = Arc::new(AtomicBool::new(false));
-        let (rec, delay, ignore) = (
+        let fail_puts: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let (rec, delay, ignore, failing) = (
             requests.clone(),
             put_delay_ms.clone(),
             ignore_conditions.clone(),
+            fail_puts.clone(),
         );
         // s3s-fs checks `If-None-Match: *` and then writes, so two concurrent conditional
         // PUTs can both succeed. S3 services make the check atomic; so does this fixture,
@@ -78,12 +82,13 @@ impl S3Server {
                     let Ok((socket, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (service, rec, delay, ignore, conditional) = (
+                    let (service, rec, delay, ignore, conditional, failing) = (
                         service.clone(),
                         rec.clone(),
                         delay.clone(),
                         ignore.clone(),
                         conditional.clone(),
+                        failing.clone(),
                     );
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         rec.lock().unwrap().push(Recorded {
@@ -96,6 +101,12 @@ impl S3Server {
                                 .collect(),
                         });
                         let ignore = ignore.load(Ordering::SeqCst);
+                        let fail = req.method() == hyper::Method::PUT
+                            && failing
+                                .lock()
+                                .unwrap()
+                                .as_deref()
+                                .is_some_and(|p| req.uri().path().contains(p));
                         let service = service.clone();
                         let conditional = req
                             .headers()
@@ -107,6 +118,13 @@ impl S3Server {
                             0
                         };
                         async move {
+                            if fail {
+                                let err = hyper::Response::builder()
+                                    .status(500)
+                                    .body(s3s::Body::empty())
+                                    .unwrap();
+                                return Ok::<_, s3s::HttpError>(err);
+                            }
                             let _one_at_a_time = match &conditional {
                                 Some(m) => Some(m.lock().await),
                                 None => None,
@@ -141,6 +159,7 @@ impl S3Server {
             requests,
             put_delay_ms,
             ignore_conditions,
+            fail_puts,
         }
     }
 

@@ -81,10 +81,12 @@ impl Step<SwapState> for Create {
                     .ok_or_else(|| StepError("rendering left no user-data".into()))?
             }
         };
+        let configured = ctx.config.instance_spec(s.generation);
         let spec = InstanceSpec {
             ssh_key: Some(s.key_name.clone()),
             user_data: user_data.to_string(),
-            ..ctx.config.instance_spec(s.generation)
+            template: s.template.clone().unwrap_or(configured.template.clone()),
+            ..configured
         };
         let instance = ctx
             .cloud

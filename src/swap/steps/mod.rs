@@ -63,6 +63,10 @@ pub struct SwapState {
     pub old: Option<Active>,
     /// Skip the hand-over (the old server cannot give one).
     pub no_handover: bool,
+    /// The template the new instance boots, chosen when the swap started (a journal of an
+    /// older baton has none: the configured one).
+    #[serde(default)]
+    pub template: Option<String>,
     pub instance_id: Option<String>,
     pub public_ip: Option<IpAddr>,
     /// The new server's host key (OpenSSH public key): the only one accepted.

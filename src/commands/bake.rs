@@ -1,0 +1,437 @@
+//! `baton bake`: builds the golden image from the recipe (`image/`) and registers it with
+//! the cloud as a template named by the site and the recipe's hash, so a swap boots
+//! exactly the recipe in the repository.
+//!
+//! A recipe baked before is found again by that name and not baked twice. A failed bake
+//! leaves nothing behind in the cloud or the store: the uploaded image and a template
+//! whose registration did not finish are deleted before it exits. The built image stays
+//! in the local cache, so running the bake again starts from it, not from the mirror.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::BakeArgs;
+use crate::cloud::{Cloud, TemplateSpec};
+use crate::config::Config;
+use crate::error::Error;
+use crate::image::build::{self, Built, Line};
+use crate::image::{ImageError, Recipe, Source};
+use crate::store::ObjectStore;
+use crate::store::layout;
+use crate::swap::lock::{DeployLock, Holder};
+
+/// How long the cloud may take to fetch the image through its pre-signed URL.
+const DOWNLOAD_VALID: Duration = Duration::from_secs(2 * 3600);
+
+#[derive(Serialize)]
+struct Summary {
+    /// baked | already-baked | built | dry-run
+    outcome: &'static str,
+    recipe: String,
+    recipe_hash: String,
+    template: String,
+    template_id: Option<String>,
+    image: Option<ImageReport>,
+    packages: Vec<String>,
+    images_pulled: Vec<String>,
+    images_loaded: Vec<String>,
+    steps: Vec<super::swap::StepReport>,
+    total_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ImageReport {
+    path: String,
+    size: u64,
+    md5: String,
+    /// Built by an earlier bake of the same recipe on this machine.
+    cached: bool,
+}
+
+pub async fn run(args: &BakeArgs) -> Result<(), Error> {
+    let started = Instant::now();
+    let config = Config::load(&args.config.path)?;
+    let recipe = Recipe::load(&config).map_err(image_error)?;
+    let site = config.site.name.clone();
+    let name = recipe.template_name(&site);
+    let mut summary = Summary {
+        outcome: "dry-run",
+        recipe: recipe.dir.display().to_string(),
+        recipe_hash: recipe.hash.clone(),
+        template: name.clone(),
+        template_id: None,
+        image: None,
+        packages: recipe.settings.packages.clone(),
+        images_pulled: pulled(&recipe),
+        images_loaded: recipe
+            .images
+            .iter()
+            .filter_map(|s| match s {
+                Source::Archive { reference, .. } => Some(reference.clone()),
+                Source::Pull(_) => None,
+            })
+            .collect(),
+        steps: Vec::new(),
+        total_seconds: 0.0,
+    };
+    let progress = Arc::new(super::swap::StepLines::new());
+    let mut steps = Steps::new(progress.clone());
+
+    if args.dry_run {
+        let cached = build::cached_path(&site, &recipe);
+        if cached.is_file() {
+            summary.image = Some(ImageReport {
+                path: cached.display().to_string(),
+                size: std::fs::metadata(&cached).map(|m| m.len()).unwrap_or(0),
+                md5: String::new(),
+                cached: true,
+            });
+        }
+        // Read-only: whether the cloud has it already, when the cloud can be asked.
+        if let Ok((cloud, _)) = super::operator(&config).await {
+            let own = cloud.list_own_templates().await?;
+            if let Some(t) = own.iter().find(|t| t.name == name) {
+                summary.outcome = "already-baked";
+                summary.template_id = Some(t.id.clone());
+            }
+        }
+        drop(progress);
+        return finish(args, summary, started, &steps);
+    }
+
+    if args.build_only {
+        let built = steps.build(&site, &recipe).await?;
+        summary.outcome = "built";
+        summary.image = Some(report_of(&built));
+        drop(progress);
+        return finish(args, summary, started, &steps);
+    }
+
+    let (cloud, store) = super::operator(&config).await?;
+    let cloud: Arc<dyn Cloud> = Arc::new(cloud);
+    if let Some(t) = find(cloud.as_ref(), &name).await? {
+        progress_note(&progress, &format!("{name} is baked already ({})", t.id));
+        summary.outcome = "already-baked";
+        summary.template_id = Some(t.id);
+        drop(progress);
+        return finish(args, summary, started, &steps);
+    }
+    let built = steps.build(&site, &recipe).await?;
+    summary.image = Some(report_of(&built));
+
+    // One bake or swap or gc at a time: two bakes of one recipe would register it twice,
+    // and gc deletes images/ objects that no bake holds the lock for.
+    let lock = Arc::new(DeployLock::new(
+        store.clone(),
+        Arc::new(crate::clock::SystemClock),
+        crate::swap::run::LEASE,
+    ));
+    let held = lock.hold(&Holder::this_process(), args.lock_wait).await?;
+    let registered = async {
+        // Another bake may have registered it while this one built.
+        if let Some(t) = find(cloud.as_ref(), &name).await? {
+            return Ok::<_, Error>(t.id);
+        }
+        register(
+            &mut steps,
+            cloud.as_ref(),
+            store.as_ref(),
+            &recipe,
+            &name,
+            &config,
+            &built,
+        )
+        .await
+    }
+    .await;
+    held.release_or_warn().await;
+    let id = registered?;
+    summary.outcome = "baked";
+    summary.template_id = Some(id);
+    for old in build::prune_cache(&site, &recipe) {
+        progress_note(
+            &progress,
+            &format!(
+                "removed the cached image of an older recipe: {}",
+                old.display()
+            ),
+        );
+    }
+    drop(progress);
+    finish(args, summary, started, &steps)
+}
+
+/// Uploads, registers and cleans up; on any failure, undoes what it did.
+async fn register(
+    steps: &mut Steps,
+    cloud: &dyn Cloud,
+    store: &dyn ObjectStore,
+    recipe: &Recipe,
+    name: &str,
+    config: &Config,
+    built: &Built,
+) -> Result<String, Error> {
+    let key = layout::image(&recipe.hash);
+    let result = async {
+        let t = steps.begin("upload");
+        store.put_file(&key, &built.path).await?;
+        steps.end(t, Some(format!("{} MB to {key}", built.size / 1_000_000)));
+        let url = store.download_url(&key, DOWNLOAD_VALID).await?;
+        let t = steps.begin("register");
+        let spec = TemplateSpec {
+            name: name.to_string(),
+            url,
+            md5: built.md5.clone(),
+            default_user: recipe.settings.default_user.clone(),
+            description: format!(
+                "baton bake for site {}: Debian {}, recipe {}",
+                config.site.name, recipe.settings.suite, recipe.hash
+            ),
+            build: recipe.hash.clone(),
+        };
+        let template = cloud.register_template(&spec).await?;
+        steps.end(
+            t,
+            Some(format!("template {} ({})", template.name, template.id)),
+        );
+        Ok::<_, Error>(template.id)
+    };
+    // ^C or SIGTERM stops the upload or the registration, which is then undone as a
+    // failure is.
+    let result = tokio::select! {
+        r = result => r,
+        _ = build::interrupted() => Err(Error::Failed("interrupted".into())),
+    };
+    let t = steps.begin("clean-up");
+    let mut problems = Vec::new();
+    // The cloud has its own copy once registered; the store's is never needed again.
+    if let Err(e) = store.delete(&key).await {
+        problems.push(format!("{key}: {e}"));
+    }
+    if result.is_err() {
+        // A registration that failed part-way may have left a template behind (its
+        // answer lost, its download failed late): none of this name may stay, or a swap
+        // would boot an image nobody checked.
+        match cloud.list_own_templates().await {
+            Ok(own) => {
+                for t in own.iter().filter(|t| t.name == name) {
+                    if let Err(e) = cloud.delete_template(&t.id).await {
+                        problems.push(format!("template {} ({}): {e}", t.name, t.id));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("listing templates named {name}: {e}")),
+        }
+    }
+    steps.end(t, None);
+    match (result, problems.is_empty()) {
+        (Ok(id), true) => Ok(id),
+        (Ok(id), false) => Err(Error::Swap {
+            message: format!(
+                "baked {name} ({id}), but could not clean up: {}\n  fix: `baton gc` deletes \
+                 what is left under images/",
+                problems.join("; ")
+            ),
+            code: 3,
+        }),
+        (Err(e), true) => Err(Error::Swap {
+            message: format!(
+                "the bake failed and was undone (nothing left in the store or the cloud; the \
+                 built image stays in {}): {e}",
+                build::cache_dir().display()
+            ),
+            code: match e.exit_code() {
+                crate::error::EXIT_BAD_INPUT => crate::error::EXIT_BAD_INPUT,
+                _ => 1,
+            },
+        }),
+        (Err(e), false) => Err(Error::Swap {
+            message: format!(
+                "the bake failed: {e}\n  and its undo did not finish: {}\n  fix: `baton gc` \
+                 deletes images/ objects and templates of recipes no longer in use; run the \
+                 bake again",
+                problems.join("; ")
+            ),
+            code: 3,
+        }),
+    }
+}
+
+async fn find(cloud: &dyn Cloud, name: &str) -> Result<Option<crate::cloud::Template>, Error> {
+    Ok(cloud
+        .list_own_templates()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name))
+}
+
+fn pulled(recipe: &Recipe) -> Vec<String> {
+    recipe
+        .images
+        .iter()
+        .filter_map(|s| match s {
+            Source::Pull(r) => Some(r.clone()),
+            Source::Archive { .. } => None,
+        })
+        .collect()
+}
+
+fn report_of(b: &Built) -> ImageReport {
+    ImageReport {
+        path: b.path.display().to_string(),
+        size: b.size,
+        md5: b.md5.clone(),
+        cached: b.cached,
+    }
+}
+
+fn image_error(e: ImageError) -> Error {
+    match e {
+        ImageError::Cloud(c) => Error::Cloud(c),
+        ImageError::Store(s) => Error::Store(s),
+        other => Error::Image(other),
+    }
+}
+
+fn progress_note(p: &super::swap::StepLines, line: &str) {
+    crate::swap::run::Progress::note(p, line);
+}
+
+fn finish(
+    args: &BakeArgs,
+    mut summary: Summary,
+    started: Instant,
+    steps: &Steps,
+) -> Result<(), Error> {
+    summary.steps = steps.reports();
+    summary.total_seconds = started.elapsed().as_secs_f64();
+    super::print(args.json, &summary, || {
+        let head = match summary.outcome {
+            "baked" => format!(
+                "baked {} ({})",
+                summary.template,
+                summary.template_id.as_deref().unwrap_or("?")
+            ),
+            "already-baked" => format!(
+                "{} is baked already ({}): nothing to do",
+                summary.template,
+                summary.template_id.as_deref().unwrap_or("?")
+            ),
+            "built" => format!(
+                "built {} into {}",
+                summary.template,
+                summary
+                    .image
+                    .as_ref()
+                    .map(|i| i.path.as_str())
+                    .unwrap_or("?")
+            ),
+            _ => format!(
+                "would bake {} from {} (recipe {}): {} extra packages, {} images pulled by \
+                 digest, {} loaded from archives{}",
+                summary.template,
+                summary.recipe,
+                summary.recipe_hash,
+                summary.packages.len(),
+                summary.images_pulled.len(),
+                summary.images_loaded.len(),
+                match &summary.image {
+                    Some(i) => format!("; built already: {}", i.path),
+                    None => String::new(),
+                }
+            ),
+        };
+        let mut out = head;
+        if !summary.steps.is_empty() {
+            out.push_str(&super::swap::time_lines(
+                &steps.times,
+                summary.total_seconds,
+            ));
+        }
+        out
+    });
+    Ok(())
+}
+
+/// The bake's steps, timed, with their lines on stderr.
+struct Steps {
+    progress: Arc<super::swap::StepLines>,
+    times: Vec<crate::swap::saga::StepTime>,
+    current: &'static str,
+}
+
+impl Steps {
+    fn new(progress: Arc<super::swap::StepLines>) -> Steps {
+        Steps {
+            progress,
+            times: Vec::new(),
+            current: "",
+        }
+    }
+
+    fn begin(&mut self, name: &'static str) -> Instant {
+        self.current = name;
+        progress_note(&self.progress, &format!("bake: {name} ..."));
+        Instant::now()
+    }
+
+    fn end(&mut self, started: Instant, detail: Option<String>) {
+        let took = started.elapsed();
+        progress_note(
+            &self.progress,
+            &format!(
+                "bake: {} ({:.1}s){}",
+                self.current,
+                took.as_secs_f64(),
+                detail.map(|d| format!(": {d}")).unwrap_or_default()
+            ),
+        );
+        self.times.push(crate::swap::saga::StepTime {
+            step: self.current,
+            took,
+        });
+    }
+
+    async fn build(&mut self, site: &str, recipe: &Recipe) -> Result<Built, Error> {
+        let t = self.begin("build");
+        let progress = self.progress.clone();
+        // The builder's own steps, each with its time once the next one begins.
+        let part: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
+        let took = |p: &Option<(String, Instant)>| {
+            p.as_ref()
+                .map(|(name, at)| format!("      {name}: {:.1}s", build::since(*at)))
+        };
+        let on_line = |line: Line<'_>| {
+            if line.step {
+                let mut p = crate::sync::lock(&part);
+                if let Some(done) = took(&p) {
+                    progress_note(&progress, &done);
+                }
+                progress_note(&progress, &format!("      {} ...", line.text));
+                *p = Some((line.text.to_string(), Instant::now()));
+            } else {
+                crate::swap::run::Progress::detail(progress.as_ref(), line.text);
+            }
+        };
+        let built = build::build(site, recipe, &on_line).await;
+        if let Some(done) = took(&crate::sync::lock(&part)) {
+            progress_note(&self.progress, &done);
+        }
+        let built = built.map_err(image_error)?;
+        self.end(
+            t,
+            Some(if built.cached {
+                format!("the cached image {}", built.path.display())
+            } else {
+                format!("{} ({} MB)", built.path.display(), built.size / 1_000_000)
+            }),
+        );
+        Ok(built)
+    }
+
+    fn reports(&self) -> Vec<super::swap::StepReport> {
+        super::swap::step_reports(&self.times)
+    }
+}
