@@ -72,17 +72,20 @@ impl Site {
         site
     }
 
-    fn baton(&self, args: &[&str]) -> Output {
-        Command::new(BATON)
-            .args(args)
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BATON);
+        c.args(args)
             .current_dir(self.project.path())
             .env("EXOSCALE_API_KEY", KEY)
             .env("EXOSCALE_API_SECRET", SECRET)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("BATON_BAKE_CACHE", self.cache.path())
-            .output()
-            .unwrap()
+            .env("BATON_BAKE_CACHE", self.cache.path());
+        c
+    }
+
+    fn baton(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -386,14 +389,8 @@ async fn an_interrupted_bake_stops_its_builder_and_the_next_sweeps_what_a_killed
     std::fs::write(stale.join("owner.pid"), "4000000000").unwrap();
 
     std::fs::write(site.recipe().join("slow-build"), "").unwrap();
-    let mut bake = Command::new(BATON)
-        .args(["bake"])
-        .current_dir(site.project.path())
-        .env("EXOSCALE_API_KEY", KEY)
-        .env("EXOSCALE_API_SECRET", SECRET)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("BATON_BAKE_CACHE", site.cache.path())
+    let bake = site
+        .command(&["bake"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

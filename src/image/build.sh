@@ -134,6 +134,14 @@ if [ "$load" -gt 0 ] || [ "$pull" -gt 0 ]; then
   rm -f "$root/var/lib/docker/network/files/local-kv.db"
 fi
 
+# Nothing that belongs to one generation may be in the image: refuse rather than ship it.
+leaked=$(cd "$root" && ls -d etc/ssh/ssh_host_* etc/baton srv/tls var/lib/baton 2>/dev/null || true)
+if [ -n "$leaked" ] || [ -s "$root/etc/machine-id" ]; then
+  echo "bake: the image would hold per-generation state: ${leaked:-etc/machine-id}" >&2
+  echo "bake: remove it from the recipe's files/ (each generation's comes in its user-data)" >&2
+  exit 1
+fi
+
 step "boot loader (GRUB, standalone EFI)"
 cat > "$work/grub.cfg" <<EOF
 search --no-floppy --label baton-root --set=root

@@ -350,6 +350,41 @@ impl ExoscaleClient {
         }
     }
 
+    /// POSTs a create to `path` and waits for it, never blindly twice: before each attempt,
+    /// `found` looks for what an earlier one made and lost the answer of (a dropped
+    /// connection, a 5xx after the fact).
+    async fn create_once<T, F>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        found: impl Fn() -> F,
+    ) -> Result<Created<T>, CloudError>
+    where
+        F: std::future::Future<Output = Result<Option<T>, CloudError>>,
+    {
+        let body = serde_json::to_vec(body).map_err(|e| CloudError::Invalid(e.to_string()))?;
+        let request = format!("POST {path}");
+        let mut backoff = self.backoff(request.clone());
+        let bytes = loop {
+            if let Some(existing) = found().await? {
+                return Ok(Created::Found(existing));
+            }
+            match self.attempt(&Method::POST, path, &[], &body).await {
+                Ok(bytes) => break bytes,
+                Err(f) => backoff.wait(f).await?,
+            }
+        };
+        let op: wire::Operation = decode(&request, &bytes)?;
+        let id = self
+            .wait_operation(op)
+            .await?
+            .ok_or_else(|| CloudError::Decode {
+                request,
+                reason: "the operation names nothing it created".into(),
+            })?;
+        Ok(Created::New(id))
+    }
+
     async fn templates(&self, visibility: &str) -> Result<Vec<wire::Template>, CloudError> {
         let list: wire::TemplateList = self
             .get("/template", &[("visibility".into(), visibility.into())])
@@ -501,6 +536,14 @@ fn template_of(t: wire::Template) -> Template {
     }
 }
 
+/// What [`ExoscaleClient::create_once`] ended with.
+enum Created<T> {
+    /// What an earlier attempt had made.
+    Found(T),
+    /// The id of what this one made.
+    New(String),
+}
+
 /// For deletes and detaches: a target that is already gone is what was wanted.
 fn gone_is_ok<T>(result: Result<T, CloudError>) -> Result<(), CloudError> {
     match result {
@@ -554,32 +597,17 @@ impl Cloud for ExoscaleClient {
             user_data: spec.user_data.clone(),
             public_ip_assignment: "inet4",
         };
-        let body = serde_json::to_vec(&body).map_err(|e| CloudError::Invalid(e.to_string()))?;
-        let mut backoff = self.backoff("POST /instance".to_string());
-        let bytes = loop {
-            // Never create blindly: an earlier attempt may have made the VM and lost the
-            // answer (a dropped connection, a 5xx after the fact).
-            if let Some(existing) = self.list_instances(&spec.labels).await?.into_iter().next() {
-                tracing::info!(
-                    "instance {} ({}) already exists: using it",
-                    existing.name,
-                    existing.id
-                );
-                return Ok(existing);
+        let found = || async {
+            let existing = self.list_instances(&spec.labels).await?.into_iter().next();
+            if let Some(i) = &existing {
+                tracing::info!("instance {} ({}) already exists: using it", i.name, i.id);
             }
-            match self.attempt(&Method::POST, "/instance", &[], &body).await {
-                Ok(bytes) => break bytes,
-                Err(f) => backoff.wait(f).await?,
-            }
+            Ok(existing)
         };
-        let op: wire::Operation = decode("POST /instance", &bytes)?;
-        let id = self
-            .wait_operation(op)
-            .await?
-            .ok_or_else(|| CloudError::Decode {
-                request: "POST /instance".into(),
-                reason: "the operation names no instance".into(),
-            })?;
+        let id = match self.create_once("/instance", &body, found).await? {
+            Created::Found(existing) => return Ok(existing),
+            Created::New(id) => id,
+        };
         self.get_instance(&id)
             .await?
             .ok_or_else(|| CloudError::NotFound {
@@ -724,32 +752,18 @@ impl Cloud for ExoscaleClient {
             build: spec.build.clone(),
             maintainer: "baton",
         };
-        let body = serde_json::to_vec(&body).map_err(|e| CloudError::Invalid(e.to_string()))?;
-        let mut backoff = self.backoff("POST /template".into());
-        let bytes = loop {
-            // Never register blindly: an earlier attempt may have registered it and lost
-            // the answer; the zone lists a template only once it has checked the image.
-            if let Some(t) = self
+        // The zone lists a template only once it has checked the image: one found is whole.
+        let found = || async {
+            Ok(self
                 .templates("private")
                 .await?
                 .into_iter()
-                .find(|t| t.name.as_deref() == Some(spec.name.as_str()))
-            {
-                return Ok(template_of(t));
-            }
-            match self.attempt(&Method::POST, "/template", &[], &body).await {
-                Ok(bytes) => break bytes,
-                Err(f) => backoff.wait(f).await?,
-            }
+                .find(|t| t.name.as_deref() == Some(spec.name.as_str())))
         };
-        let op: wire::Operation = decode("POST /template", &bytes)?;
-        let id = self
-            .wait_operation(op)
-            .await?
-            .ok_or_else(|| CloudError::Decode {
-                request: "POST /template".into(),
-                reason: "the operation names no template".into(),
-            })?;
+        let id = match self.create_once("/template", &body, found).await? {
+            Created::Found(t) => return Ok(template_of(t)),
+            Created::New(id) => id,
+        };
         let t: wire::Template = self.get(&format!("/template/{id}"), &[]).await?;
         Ok(template_of(t))
     }
