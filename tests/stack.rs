@@ -249,7 +249,7 @@ fn the_dashboard_reads_metrics_the_agent_exports() {
 #[test]
 fn init_writes_the_repository_stack_and_site_byte_for_byte() {
     let mut on_disk = Vec::new();
-    for root in ["docker", "site"] {
+    for root in baton::starter::roots() {
         for (name, path) in baton::fsutil::regular_files(&repo().join(root)).unwrap() {
             on_disk.push((format!("{root}/{name}"), std::fs::read(path).unwrap()));
         }
