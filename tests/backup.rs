@@ -571,6 +571,45 @@ fn only_one_backup_runs_at_a_time_on_a_host() {
 }
 
 #[test]
+fn a_final_backup_waits_for_one_already_running_then_runs() {
+    // A swap's hand-over must not fail because the agent's schedule started a backup a
+    // moment before (seen in the qemu rehearsal): `--final` waits for it, then runs.
+    let s3 = S3Server::start();
+    let host = HostDir::new(&s3, "wait", 1, "http://127.0.0.1:9");
+    let config = baton::agent_config::AgentConfig::load(&host.config).unwrap();
+    let h = baton::backup::Host::new(Some(host.root.path()));
+    let held = baton::backup::HostLock::take(&h, &config).unwrap();
+    let child = host
+        .command(&s3, &["backup", "--final"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Released only once the final backup has opened the lock file and waits on it.
+    let fd_dir = format!("/proc/{}/fd", child.id());
+    wait_for(
+        "the final backup to wait on the lock",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_dir(&fd_dir).ok()?.flatten().find_map(|fd| {
+                let target = std::fs::read_link(fd.path()).ok()?;
+                target.ends_with("backup.lock").then_some(())
+            })
+        },
+    );
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !stderr(&out).contains("another backup or restore is running"),
+        "{}",
+        stderr(&out)
+    );
+    // It went on to what a backup does next: ask whether this host may upload (it may
+    // not: it has not restored), instead of giving up on the lock.
+    assert!(stderr(&out).contains("not uploading"), "{}", stderr(&out));
+}
+
+#[test]
 fn prune_plans_then_deletes_manifests_first_and_unreferenced_blocks() {
     let s3 = S3Server::start();
     let (host, prom) = active_host(&s3, "prune");

@@ -174,8 +174,42 @@ pub struct HostLock {
     _file: std::fs::File,
 }
 
+/// How long a swap's hand-over (`backup --final`, `restore --catch-up`) waits for a
+/// backup the agent's schedule started a moment before: it finishes, then the hand-over
+/// runs. A backup of the largest TSDB measured here takes well under this.
+pub const HANDOVER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl HostLock {
+    /// Takes the lock, or says another backup or restore holds it.
     pub fn take(host: &Host, config: &AgentConfig) -> Result<HostLock, BackupError> {
+        let (file, path) = HostLock::open(host, config)?;
+        match HostLock::try_lock(file, &path)? {
+            Some(lock) => Ok(lock),
+            None => Err(BackupError::Busy(path)),
+        }
+    }
+
+    /// Takes the lock, waiting for it up to `within` (polling: a flock has no timeout).
+    pub async fn wait(
+        host: &Host,
+        config: &AgentConfig,
+        within: std::time::Duration,
+    ) -> Result<HostLock, BackupError> {
+        let deadline = std::time::Instant::now() + within;
+        let (file, path) = HostLock::open(host, config)?;
+        loop {
+            let attempt = file.try_clone().map_err(io("open", &path))?;
+            if let Some(lock) = HostLock::try_lock(attempt, &path)? {
+                return Ok(lock);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(BackupError::Busy(path));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    fn open(host: &Host, config: &AgentConfig) -> Result<(std::fs::File, PathBuf), BackupError> {
         let dir = host.path(&config.state_dir);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let path = dir.join("backup.lock");
@@ -185,12 +219,16 @@ impl HostLock {
             .write(true)
             .open(&path)
             .map_err(io("open", &path))?;
+        Ok((file, path))
+    }
+
+    fn try_lock(file: std::fs::File, path: &Path) -> Result<Option<HostLock>, BackupError> {
         match file.try_lock() {
-            Ok(()) => Ok(HostLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(BackupError::Busy(path)),
+            Ok(()) => Ok(Some(HostLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(BackupError::Io {
                 action: "lock",
-                path,
+                path: path.to_path_buf(),
                 source: e,
             }),
         }

@@ -296,7 +296,9 @@ pub async fn catch_up(
     host: &Host,
     config: &AgentConfig,
 ) -> Result<RestoreReport, BackupError> {
-    let _lock = HostLock::take(host, config)?;
+    // Part of a swap's hand-over: a scheduled backup attempt of this (not yet active) host
+    // may hold the lock for a moment.
+    let _lock = HostLock::wait(host, config, super::HANDOVER_LOCK_WAIT).await?;
     let data_dir = host.path(&config.prometheus.data_dir);
     std::fs::create_dir_all(&data_dir).map_err(io("create", &data_dir))?;
     let Some(key) = manifests_newest_first(store).await?.into_iter().next() else {

@@ -54,7 +54,13 @@ pub async fn backup(
     config: &AgentConfig,
     is_final: bool,
 ) -> Result<Outcome, BackupError> {
-    let _lock = HostLock::take(host, config)?;
+    // The hand-over's final backup waits for a scheduled one that started a moment
+    // before; any other backup that finds one running gives way.
+    let _lock = if is_final {
+        HostLock::wait(host, config, super::HANDOVER_LOCK_WAIT).await?
+    } else {
+        HostLock::take(host, config)?
+    };
     if let Err(refusal) = may_upload(store, host, config).await? {
         return Ok(Outcome::Refused(refusal));
     }
