@@ -47,7 +47,7 @@ async fn the_official_sdk_gets_what_the_spec_promises() {
         seen,
         json!({
             "zone_endpoint": sim.url,
-            "debian_templates": ["Linux Debian 12 (Bookworm) 64-bit"],
+            "debian_templates": ["Linux Debian 12 (Bookworm) 64-bit", "Linux Debian 13 (Trixie) 64-bit"],
             "ubuntu_templates": 1,
             "public_security_groups": 0,
             "ssh_keys": ["sdk-key"],
