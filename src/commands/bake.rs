@@ -16,8 +16,8 @@ use crate::cli::BakeArgs;
 use crate::cloud::{Cloud, TemplateSpec};
 use crate::config::Config;
 use crate::error::Error;
+use crate::image::Recipe;
 use crate::image::build::{self, Built, Line};
-use crate::image::{ImageError, Recipe, Source};
 use crate::store::ObjectStore;
 use crate::store::layout;
 use crate::swap::lock::{DeployLock, Holder};
@@ -53,7 +53,7 @@ struct ImageReport {
 pub async fn run(args: &BakeArgs) -> Result<(), Error> {
     let started = Instant::now();
     let config = Config::load(&args.config.path)?;
-    let recipe = Recipe::load(&config).map_err(image_error)?;
+    let recipe = Recipe::load(&config)?;
     let site = config.site.name.clone();
     let name = recipe.template_name(&site);
     let mut summary = Summary {
@@ -64,15 +64,8 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
         template_id: None,
         image: None,
         packages: recipe.settings.packages.clone(),
-        images_pulled: pulled(&recipe),
-        images_loaded: recipe
-            .images
-            .iter()
-            .filter_map(|s| match s {
-                Source::Archive { reference, .. } => Some(reference.clone()),
-                Source::Pull(_) => None,
-            })
-            .collect(),
+        images_pulled: recipe.pulled().map(str::to_string).collect(),
+        images_loaded: recipe.loaded().map(|(r, _)| r.to_string()).collect(),
         steps: Vec::new(),
         total_seconds: 0.0,
     };
@@ -267,31 +260,12 @@ async fn find(cloud: &dyn Cloud, name: &str) -> Result<Option<crate::cloud::Temp
         .find(|t| t.name == name))
 }
 
-fn pulled(recipe: &Recipe) -> Vec<String> {
-    recipe
-        .images
-        .iter()
-        .filter_map(|s| match s {
-            Source::Pull(r) => Some(r.clone()),
-            Source::Archive { .. } => None,
-        })
-        .collect()
-}
-
 fn report_of(b: &Built) -> ImageReport {
     ImageReport {
         path: b.path.display().to_string(),
         size: b.size,
         md5: b.md5.clone(),
         cached: b.cached,
-    }
-}
-
-fn image_error(e: ImageError) -> Error {
-    match e {
-        ImageError::Cloud(c) => Error::Cloud(c),
-        ImageError::Store(s) => Error::Store(s),
-        other => Error::Image(other),
     }
 }
 
@@ -401,7 +375,7 @@ impl Steps {
         let part: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
         let took = |p: &Option<(String, Instant)>| {
             p.as_ref()
-                .map(|(name, at)| format!("      {name}: {:.1}s", build::since(*at)))
+                .map(|(name, at)| format!("      {name}: {:.1}s", at.elapsed().as_secs_f64()))
         };
         let on_line = |line: Line<'_>| {
             if line.step {
@@ -419,7 +393,7 @@ impl Steps {
         if let Some(done) = took(&crate::sync::lock(&part)) {
             progress_note(&self.progress, &done);
         }
-        let built = built.map_err(image_error)?;
+        let built = built?;
         self.end(
             t,
             Some(if built.cached {

@@ -6,13 +6,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Instant;
 
 use md5::Md5;
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{ImageError, Recipe, Source};
+use super::{ImageError, Recipe};
 
 /// baton's builder: Debian packages, no loop device, no mount of the image.
 const BUILDER: &str = include_str!("build.sh");
@@ -96,17 +95,6 @@ pub async fn build(
     let build_dir = work.path().join("work");
     std::fs::create_dir_all(&build_dir)
         .map_err(|e| ImageError::Build(format!("cannot create {}: {e}", build_dir.display())))?;
-    let lines = |sources: &[Source], pull: bool| -> String {
-        sources
-            .iter()
-            .filter_map(|s| match s {
-                Source::Pull(r) if pull => Some(r.clone()),
-                Source::Archive { file, .. } if !pull => Some(file.display().to_string()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     let files = recipe.dir.join(super::FILES_DIR);
     let s = &recipe.settings;
     let mut child = tokio::process::Command::new("bash")
@@ -127,8 +115,15 @@ pub async fn build(
         )
         .env("BAKE_SIZE_GB", s.size_gb.to_string())
         .env("BAKE_CMDLINE", &s.cmdline)
-        .env("BAKE_LOAD", lines(&recipe.images, false))
-        .env("BAKE_PULL", lines(&recipe.images, true))
+        .env(
+            "BAKE_LOAD",
+            recipe
+                .loaded()
+                .map(|(_, file)| file.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .env("BAKE_PULL", recipe.pulled().collect::<Vec<_>>().join("\n"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -173,12 +168,7 @@ pub async fn build(
                 // The builder has a process group of its own, which a terminal's ^C does
                 // not reach: stop it here, and let it clean up (its EXIT trap).
                 stopped = true;
-                if let Some(pgid) = group {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-TERM", "--", &format!("-{pgid}")])
-                        .stderr(Stdio::null())
-                        .status();
-                }
+                terminate_group(group);
                 continue;
             }
         };
@@ -202,13 +192,8 @@ pub async fn build(
         .wait()
         .await
         .map_err(|e| ImageError::Build(format!("{}: {e}", program.display())))?;
-    if let Some(pgid) = group {
-        // Whatever the builder left running (a dockerd) goes with it.
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", "--", &format!("-{pgid}")])
-            .stderr(Stdio::null())
-            .status();
-    }
+    // Whatever the builder left running (a dockerd) goes with it.
+    terminate_group(group);
     if stopped {
         return Err(ImageError::Build(
             "the image build was interrupted; nothing was uploaded or registered\n  fix: run \
@@ -286,6 +271,16 @@ pub async fn interrupted() {
     }
 }
 
+/// SIGTERM to the builder's process group (its id is the builder's pid).
+fn terminate_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 fn is_root() -> bool {
     // The effective uid, from /proc: no libc call needed for one number.
     std::fs::read_to_string("/proc/self/status")
@@ -340,9 +335,4 @@ pub fn prune_cache(site: &str, keep: &Recipe) -> Vec<PathBuf> {
         }
     }
     removed
-}
-
-/// Seconds since `t`, for the step lines.
-pub fn since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
 }

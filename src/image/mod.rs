@@ -207,6 +207,22 @@ impl Recipe {
         })
     }
 
+    /// The images the bake pulls from their registries, by digest.
+    pub fn pulled(&self) -> impl Iterator<Item = &str> {
+        self.images.iter().filter_map(|s| match s {
+            Source::Pull(r) => Some(r.as_str()),
+            Source::Archive { .. } => None,
+        })
+    }
+
+    /// The images the bake loads from docker archives: each reference and its file.
+    pub fn loaded(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.images.iter().filter_map(|s| match s {
+            Source::Archive { reference, file } => Some((reference.as_str(), file.as_path())),
+            Source::Pull(_) => None,
+        })
+    }
+
     /// The template name a bake of this recipe registers.
     pub fn template_name(&self, site: &str) -> String {
         template_name(site, &self.hash)
