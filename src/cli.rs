@@ -29,7 +29,7 @@ pub struct ConfigArg {
 pub enum Command {
     /// Write a commented baton.toml, create the SSH host CA and the TLS CA, and print the
     /// known_hosts line.
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Print the `@cert-authority` line for ~/.ssh/known_hosts (append it once).
     KnownHosts(ConfigArg),
     /// Write the user-data and certificates a swap would send for one generation.
@@ -257,7 +257,24 @@ pub struct InitArgs {
     /// The site's domain.
     #[arg(long, default_value = "blog.example.org")]
     pub domain: String,
-    /// The Elastic IP that follows the active server.
+    /// The cloud: exoscale or aws.
+    #[arg(long, default_value = "exoscale", value_parser = ["exoscale", "aws"])]
+    pub cloud: String,
+    /// AWS: the region.
+    #[arg(long, default_value = "eu-central-1")]
+    pub region: String,
+    /// AWS: the subnet new servers start in.
+    #[arg(long, default_value = "subnet-0123456789abcdef0")]
+    pub subnet: String,
+    /// AWS: elastic-ip (an Elastic IP moves to each new server) or alb (an ALB target
+    /// group, given by --target-group).
+    #[arg(long, default_value = "elastic-ip", value_parser = ["elastic-ip", "alb"])]
+    pub front: String,
+    /// AWS, --front alb: the target group's ARN.
+    #[arg(long, value_name = "ARN", required_if_eq("front", "alb"))]
+    pub target_group: Option<String>,
+    /// The Elastic IP that follows the active server (with --front alb: an address of
+    /// the load balancer that baton checks the site through).
     #[arg(long, default_value = "203.0.113.10")]
     pub elastic_ip: IpAddr,
     /// The port sshd listens on.

@@ -162,15 +162,34 @@ fn host_address(elastic_ip: IpAddr) -> String {
     format!("{elastic_ip}/{prefix}")
 }
 
+/// The address the VM must hold itself: Exoscale routes an Elastic IP to its holders,
+/// which must accept it (the "manual" model). AWS translates an Elastic IP to the
+/// instance's own address, and a load balancer's address is not the VM's to hold.
+fn held_address(config: &Config) -> Option<IpAddr> {
+    (config.cloud.provider == "exoscale").then_some(config.cloud.elastic_ip)
+}
+
 /// Shell commands cloud-init runs at first boot, before anything else, by root (later
 /// boots: baton-boot.service, since baton-scrub disables cloud-init). The only value in
 /// them is the Elastic IP, which config validation parsed as an address.
-fn bootcmd(elastic_ip: IpAddr) -> Vec<String> {
-    vec![
-        format!("nft -f - <<'NFT'\n{METADATA_BLOCK}NFT\n"),
-        // The manual Elastic IP model: the address is routed to the VM, which must accept it.
-        format!("ip address replace {} dev lo", host_address(elastic_ip)),
-    ]
+fn bootcmd(held: Option<IpAddr>) -> Vec<String> {
+    let mut commands = vec![format!("nft -f - <<'NFT'\n{METADATA_BLOCK}NFT\n")];
+    if let Some(ip) = held {
+        commands.push(format!("ip address replace {} dev lo", host_address(ip)));
+    }
+    commands
+}
+
+/// baton-boot.service, holding the address only where the VM must.
+fn boot_unit(held: Option<IpAddr>) -> String {
+    match held {
+        Some(ip) => BOOT_UNIT.replace("@ELASTIC_IP@", &host_address(ip)),
+        None => BOOT_UNIT
+            .lines()
+            .filter(|l| !l.contains("@ELASTIC_IP@"))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    }
 }
 
 fn sshd_config(port: u16) -> String {
@@ -240,7 +259,7 @@ pub fn render(
         WriteFile::new(METADATA_BLOCK_PATH, METADATA_BLOCK, "0644"),
         WriteFile::new(
             "/etc/systemd/system/baton-boot.service",
-            BOOT_UNIT.replace("@ELASTIC_IP@", &host_address(config.cloud.elastic_ip)),
+            boot_unit(held_address(config)),
             "0644",
         ),
         WriteFile::new(
@@ -297,7 +316,7 @@ pub fn render(
             .to_string(),
     );
     let doc = CloudConfig {
-        bootcmd: bootcmd(config.cloud.elastic_ip),
+        bootcmd: bootcmd(held_address(config)),
         users: vec![User {
             name: config.ssh.admin_user.clone(),
             shell: "/bin/bash",

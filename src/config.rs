@@ -69,11 +69,26 @@ pub struct Site {
 pub struct Cloud {
     #[serde(default = "default_provider")]
     pub provider: String,
+    /// Exoscale's zone.
+    #[serde(default)]
     pub zone: String,
+    /// AWS's region.
+    pub region: Option<String>,
     pub endpoint: Option<String>,
+    /// The address the site answers on (and baton checks it through): the Elastic IP, or
+    /// on AWS with `front = "alb"` an address of the load balancer.
     #[serde(deserialize_with = "ip_address")]
     pub elastic_ip: IpAddr,
+    /// AWS: "elastic-ip" (the default) or "alb".
+    pub front: Option<String>,
+    /// AWS, `front = "elastic-ip"`: the address's allocation id, checked against it.
+    pub allocation_id: Option<String>,
+    /// AWS, `front = "alb"`: the target group's ARN.
+    pub target_group: Option<String>,
 }
+
+/// The clouds baton runs on.
+pub const PROVIDERS: &[&str] = &["exoscale", "aws"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +100,10 @@ pub struct Instance {
     pub disk_gb: u32,
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// AWS: the subnet (and so the VPC) the instance goes into.
+    pub subnet: Option<String>,
+    /// AWS: who owns the AMI `template` names by name ("self", "amazon", an account id).
+    pub image_owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -464,6 +483,110 @@ impl Config {
         format!("baton-{}-", self.site.name)
     }
 
+    /// The AWS provider's settings, as [`crate::cloud::aws::AwsClient`] takes them; `None`
+    /// on another provider.
+    pub fn aws(&self) -> Option<crate::cloud::aws::Settings> {
+        use crate::cloud::aws::{Front, Settings};
+        if self.cloud.provider != "aws" {
+            return None;
+        }
+        let front = match self.cloud.front.as_deref() {
+            Some("alb") => Front::Alb {
+                target_group: self.cloud.target_group.clone().unwrap_or_default(),
+            },
+            _ => Front::ElasticIp {
+                allocation_id: self.cloud.allocation_id.clone(),
+            },
+        };
+        Some(Settings {
+            region: self.cloud.region.clone().unwrap_or_default(),
+            endpoint: self.cloud.endpoint.clone(),
+            subnet: self.instance.subnet.clone().unwrap_or_default(),
+            image_owner: self
+                .instance
+                .image_owner
+                .clone()
+                .unwrap_or_else(|| "self".into()),
+            front,
+            // A new target's health checks, or an old one's draining, within the health
+            // timeout.
+            front_timeout: self.swap.health_timeout,
+        })
+    }
+
+    fn validate_aws(&self, v: &mut Validator) {
+        let c = self;
+        v.check(
+            c.cloud.region.as_deref().is_some_and(|r| is_label(r, 30)),
+            "cloud.region",
+            || match &c.cloud.region {
+                Some(r) => format!("{} is not a region name", described(r)),
+                None => "is missing: AWS needs the region".into(),
+            },
+            "write the region as AWS names it, e.g. \"eu-central-1\"",
+        );
+        v.check(
+            c.cloud.zone.is_empty(),
+            "cloud.zone",
+            || "is an Exoscale setting, and cloud.provider is \"aws\"".into(),
+            "remove it; AWS takes cloud.region",
+        );
+        let front = c.cloud.front.as_deref().unwrap_or("elastic-ip");
+        v.check(
+            matches!(front, "elastic-ip" | "alb"),
+            "cloud.front",
+            || format!("{} is not a front", described(front)),
+            "set front = \"elastic-ip\" (an Elastic IP) or \"alb\" (an ALB target group)",
+        );
+        if front == "alb" {
+            v.check(
+                c.cloud
+                    .target_group
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("arn:") && t.contains(":targetgroup/")),
+                "cloud.target_group",
+                || match &c.cloud.target_group {
+                    Some(t) => format!("{} is not a target group ARN", described(t)),
+                    None => "is missing: front = \"alb\" needs the target group".into(),
+                },
+                "write the ARN, e.g. \"arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/blog/0123456789abcdef\"",
+            );
+            v.check(
+                c.cloud.allocation_id.is_none(),
+                "cloud.allocation_id",
+                || "names an Elastic IP, and the front is \"alb\"".into(),
+                "remove it, or set front = \"elastic-ip\"",
+            );
+        } else {
+            v.check(
+                c.cloud.target_group.is_none(),
+                "cloud.target_group",
+                || "names a target group, and the front is \"elastic-ip\"".into(),
+                "remove it, or set front = \"alb\"",
+            );
+            if let Some(id) = &c.cloud.allocation_id {
+                v.check(
+                    id.starts_with("eipalloc-"),
+                    "cloud.allocation_id",
+                    || format!("{} is not an allocation id", described(id)),
+                    "write it as AWS shows it, e.g. \"eipalloc-0123456789abcdef0\"",
+                );
+            }
+        }
+        v.check(
+            c.instance
+                .subnet
+                .as_deref()
+                .is_some_and(|s| s.starts_with("subnet-")),
+            "instance.subnet",
+            || match &c.instance.subnet {
+                Some(s) => format!("{} is not a subnet id", described(s)),
+                None => "is missing: AWS needs the subnet to start the instance in".into(),
+            },
+            "write the subnet's id, e.g. \"subnet-0123456789abcdef0\"",
+        );
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut v = Validator::default();
         let c = self;
@@ -487,7 +610,7 @@ impl Config {
         );
 
         v.check(
-            c.cloud.provider == "exoscale",
+            PROVIDERS.contains(&c.cloud.provider.as_str()),
             "cloud.provider",
             || {
                 format!(
@@ -495,14 +618,33 @@ impl Config {
                     described(&c.cloud.provider)
                 )
             },
-            "set provider = \"exoscale\" (the only provider so far)",
+            "set provider = \"exoscale\" or \"aws\"",
         );
-        v.check(
-            is_label(&c.cloud.zone, 30),
-            "cloud.zone",
-            || format!("{} is not a zone name", described(&c.cloud.zone)),
-            "write the zone as Exoscale names it, e.g. \"ch-gva-2\"",
-        );
+        if c.cloud.provider == "aws" {
+            c.validate_aws(&mut v);
+        } else {
+            v.check(
+                is_label(&c.cloud.zone, 30),
+                "cloud.zone",
+                || format!("{} is not a zone name", described(&c.cloud.zone)),
+                "write the zone as Exoscale names it, e.g. \"ch-gva-2\"",
+            );
+            for (field, set) in [
+                ("cloud.region", c.cloud.region.is_some()),
+                ("cloud.front", c.cloud.front.is_some()),
+                ("cloud.allocation_id", c.cloud.allocation_id.is_some()),
+                ("cloud.target_group", c.cloud.target_group.is_some()),
+                ("instance.subnet", c.instance.subnet.is_some()),
+                ("instance.image_owner", c.instance.image_owner.is_some()),
+            ] {
+                v.check(
+                    !set,
+                    field,
+                    || "is an AWS setting, and cloud.provider is \"exoscale\"".into(),
+                    "remove it, or set provider = \"aws\"",
+                );
+            }
+        }
         if let Some(endpoint) = &c.cloud.endpoint {
             v.check_url(endpoint, "cloud.endpoint");
         }

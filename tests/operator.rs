@@ -116,10 +116,10 @@ async fn status_and_plan_of_a_running_site() {
     let old = site.instance(0).await; // a leftover from some failed swap
     let active = site.instance(1).await;
     let eip = cloud
-        .find_elastic_ip("203.0.113.10".parse().unwrap())
+        .find_front("203.0.113.10".parse().unwrap())
         .await
         .unwrap();
-    cloud.attach_elastic_ip(&eip.id, &active.id).await.unwrap();
+    cloud.front_add(&eip, &active.id).await.unwrap();
     let state = json!({"version": 1, "active": {"generation": 1, "instance": active.id, "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
     site.put_json("state.json", state).await;
     let stamp = chrono::Utc::now() - chrono::Duration::minutes(5);

@@ -420,18 +420,11 @@ fn a_swap_whose_address_has_a_second_holder_and_a_wrong_answer_says_so_and_exits
         77,
         Some([("owner".to_string(), "someone-else".to_string())].into()),
     );
-    let client = r.exosim.client();
+    let client = r.client();
     let eip: std::net::IpAddr = r.eip.parse().unwrap();
-    let eip_id = rt()
-        .block_on(baton::cloud::Cloud::find_elastic_ip(&client, eip))
-        .unwrap()
-        .id;
-    rt().block_on(baton::cloud::Cloud::attach_elastic_ip(
-        &client,
-        &eip_id,
-        &planted.id,
-    ))
-    .unwrap();
+    let eip_id = rt().block_on(client.find_front(eip)).unwrap();
+    rt().block_on(client.front_add(&eip_id, &planted.id))
+        .unwrap();
     let (out, err) = swap.finish();
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("end state"), "{err}");

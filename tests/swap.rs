@@ -466,7 +466,7 @@ fn a_swap_that_leaves_an_extra_instance_or_key_says_so_and_exits_3() {
     // And a deploy key that outlived its swap.
     let deploy_pub = std::fs::read_to_string(r.site.join("keys/deploy.pub")).unwrap();
     rt().block_on(baton::cloud::Cloud::register_ssh_key(
-        &r.exosim.client(),
+        r.client().as_ref(),
         "baton-blog-98",
         deploy_pub.trim(),
     ))

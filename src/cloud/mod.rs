@@ -4,6 +4,7 @@
 //! deleting what is gone succeeds, attaching what is attached succeeds. That is what lets
 //! the swap retry and resume without ever making a second VM.
 
+pub mod aws;
 pub mod exoscale;
 
 use std::collections::BTreeMap;
@@ -102,8 +103,6 @@ pub trait Cloud: Send + Sync {
         &self,
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<Instance>, CloudError>;
-    /// Instances that answer on `ip`: their own public IP, or an Elastic IP attached to them.
-    async fn instances_with_ip(&self, ip: IpAddr) -> Result<Vec<Instance>, CloudError>;
     /// Deletes the instance; one that is already gone is success.
     async fn delete_instance(&self, id: &str) -> Result<(), CloudError>;
     /// Waits until the instance is `running`, or fails on `error` or at the deadline.
@@ -122,26 +121,37 @@ pub trait Cloud: Send + Sync {
     /// Deletes one of the account's templates; one that is already gone is success.
     async fn delete_template(&self, id: &str) -> Result<(), CloudError>;
 
-    async fn list_elastic_ips(&self) -> Result<Vec<ElasticIp>, CloudError>;
-    /// Attaches; already attached is success.
-    async fn attach_elastic_ip(&self, eip_id: &str, instance_id: &str) -> Result<(), CloudError>;
-    /// Detaches; not attached (or instance gone) is success.
-    async fn detach_elastic_ip(&self, eip_id: &str, instance_id: &str) -> Result<(), CloudError>;
-
-    /// The Elastic IP with address `ip`.
-    async fn find_elastic_ip(&self, ip: IpAddr) -> Result<ElasticIp, CloudError> {
-        let all = self.list_elastic_ips().await?;
-        all.iter()
-            .find(|e| e.ip == ip)
-            .cloned()
-            .ok_or_else(|| CloudError::NotFound {
-                what: format!("Elastic IP {ip}"),
-                hint: format!(
-                    "the zone has {}; check cloud.elastic_ip and cloud.zone",
-                    names(all.iter().map(|e| e.ip.to_string()))
-                ),
-            })
+    /// The front that `address` names: what carries the site's public traffic to its
+    /// servers (an Elastic IP; on AWS also an ALB target group). Its id is journalled.
+    async fn find_front(&self, address: IpAddr) -> Result<String, CloudError>;
+    /// Whether the front serves one instance at a time, so that adding one moves the
+    /// traffic off the other at once (an AWS Elastic IP), instead of both serving side by
+    /// side for a while (an Exoscale Elastic IP, a target group).
+    fn front_moves(&self) -> bool {
+        false
     }
+    /// Puts `instance` behind the front (a front that moves stops serving its previous
+    /// holder); already there is success. Returns once the cloud says it serves.
+    async fn front_add(&self, front: &str, instance: &str) -> Result<(), CloudError>;
+    /// Takes `instance` out of the front; not in it (or gone) is success. Returns once
+    /// the cloud sends it no more traffic.
+    async fn front_remove(&self, front: &str, instance: &str) -> Result<(), CloudError>;
+    /// The instances the front that `address` names sends traffic to.
+    async fn front_members(&self, address: IpAddr) -> Result<Vec<Instance>, CloudError>;
+}
+
+/// Puts the front back on `keep` alone after `drop` was added: `keep` first, so a front
+/// that moves never points at nobody, then `drop` out.
+pub async fn front_back_to(
+    cloud: &dyn Cloud,
+    front: &str,
+    keep: Option<&str>,
+    drop: &str,
+) -> Result<(), CloudError> {
+    if let Some(keep) = keep {
+        cloud.front_add(front, keep).await?;
+    }
+    cloud.front_remove(front, drop).await
 }
 
 pub(crate) fn names(items: impl Iterator<Item = String>) -> String {
@@ -190,6 +200,16 @@ pub enum CloudError {
         status: u16,
         message: String,
     },
+    /// An AWS-style error: a code beside the message.
+    #[error("the cloud answered {request} with HTTP {status}: {code}: {message}")]
+    Service {
+        request: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{request} got no usable answer (after the SDK's retries): {reason}")]
+    NoAnswer { request: String, reason: String },
     #[error("{request} failed after {attempts} attempts over {elapsed:?}: {last}")]
     GaveUp {
         request: String,

@@ -103,7 +103,7 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
     }
 
     let (cloud, store) = super::operator(&config).await?;
-    let cloud: Arc<dyn Cloud> = Arc::new(cloud);
+    let cloud: Arc<dyn Cloud> = cloud;
     if let Some(t) = find(cloud.as_ref(), &name).await? {
         progress_note(&progress, &format!("{name} is baked already ({})", t.id));
         summary.outcome = "already-baked";

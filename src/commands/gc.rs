@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::GcArgs;
-use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Error;
 use crate::swap::lock::{DeployLock, Holder};
@@ -50,7 +49,7 @@ pub async fn run(args: &GcArgs) -> Result<(), Error> {
         Some(lock.hold(&Holder::this_process(), Duration::ZERO).await?)
     };
     let result = async {
-        let overview = gather(&config, &cloud, store.clone()).await?;
+        let overview = gather(&config, cloud.as_ref(), store.clone()).await?;
         if !overview.unfinished.is_empty() {
             return Err(Error::bad_input(
                 format!(

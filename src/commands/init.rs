@@ -11,9 +11,28 @@ use crate::identity::tls::TlsCa;
 
 const TEMPLATE: &str = include_str!("baton.example.toml");
 
+/// The `[cloud]` and `[instance]` tables for AWS, in place of Exoscale's.
+const AWS_TABLES: &str = include_str!("baton.aws.toml");
+
 /// A TOML string literal: values are quoted by the TOML library, never by hand.
 fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
+}
+
+/// The template with AWS's tables in place of Exoscale's.
+fn aws_template(args: &InitArgs) -> String {
+    let start = TEMPLATE.find("[cloud]\n").unwrap_or(0);
+    // Invariant: the embedded template has both tables in this order.
+    let end = TEMPLATE.find("[image]\n").unwrap_or(TEMPLATE.len());
+    let front = match &args.target_group {
+        Some(arn) if args.front == "alb" => format!("front = \"alb\"\ntarget_group = {}", quoted(arn)),
+        _ => "front = \"elastic-ip\"\n# allocation_id = \"eipalloc-0123456789abcdef0\"   (checked against elastic_ip)".to_string(),
+    };
+    let tables = AWS_TABLES
+        .replace("@REGION@", &quoted(&args.region))
+        .replace("@SUBNET@", &quoted(&args.subnet))
+        .replace("@FRONT_LINES@", &front);
+    format!("{}{tables}{}", &TEMPLATE[..start], &TEMPLATE[end..])
 }
 
 pub fn run(args: &InitArgs) -> Result<(), Error> {
@@ -35,9 +54,12 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
     } else {
         "# endpoint = \"https://sos-ch-gva-2.exo.io\"   (for s3:// stores)".to_string()
     };
-    let cloud_endpoint = match &args.cloud_endpoint {
-        Some(e) => format!("endpoint = {}", quoted(e)),
-        None => "# endpoint = \"https://api-ch-gva-2.exoscale.com/v2\"".to_string(),
+    let cloud_endpoint = match (&args.cloud_endpoint, args.cloud.as_str()) {
+        (Some(e), _) => format!("endpoint = {}", quoted(e)),
+        (None, "aws") => {
+            "# endpoint = \"http://127.0.0.1:5000\"   (an AWS emulator, for tests)".to_string()
+        }
+        (None, _) => "# endpoint = \"https://api-ch-gva-2.exoscale.com/v2\"".to_string(),
     };
     let authorized_toml = toml::Value::Array(
         authorized
@@ -47,7 +69,12 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
             .collect(),
     )
     .to_string();
-    let text = TEMPLATE
+    let template = if args.cloud == "aws" {
+        aws_template(args)
+    } else {
+        TEMPLATE.to_string()
+    };
+    let text = template
         .replace("@SITE@", &quoted(&args.site))
         .replace("@DOMAIN@", &quoted(&args.domain))
         .replace("@ELASTIC_IP@", &quoted(&args.elastic_ip.to_string()))

@@ -117,17 +117,22 @@ pub(crate) async fn operator(
     config: &crate::config::Config,
 ) -> Result<
     (
-        crate::cloud::exoscale::ExoscaleClient,
+        std::sync::Arc<dyn crate::cloud::Cloud>,
         std::sync::Arc<dyn crate::store::ObjectStore>,
     ),
     Error,
 > {
-    let creds = crate::cloud::exoscale::Credentials::from_env()?;
-    let cloud = crate::cloud::exoscale::ExoscaleClient::new(
-        &config.cloud_endpoint(),
-        creds,
-        Default::default(),
-    )?;
+    let cloud: std::sync::Arc<dyn crate::cloud::Cloud> = match config.aws() {
+        Some(settings) => std::sync::Arc::new(crate::cloud::aws::AwsClient::new(settings).await?),
+        None => {
+            let creds = crate::cloud::exoscale::Credentials::from_env()?;
+            std::sync::Arc::new(crate::cloud::exoscale::ExoscaleClient::new(
+                &config.cloud_endpoint(),
+                creds,
+                Default::default(),
+            )?)
+        }
+    };
     let store = crate::store::open(&config.store).await?;
     Ok((cloud, store))
 }

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
-use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::error::Error;
 use crate::swap::overview::gather;
@@ -27,7 +26,7 @@ struct Plan {
 pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let (cloud, store) = super::operator(&config).await?;
-    let overview = gather(&config, &cloud, store).await?;
+    let overview = gather(&config, cloud.as_ref(), store).await?;
     let generation = crate::swap::run::next_generation(
         overview
             .state
@@ -38,7 +37,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let mut blockers = Vec::new();
     // A recipe changed since its last bake is no bad input for a plan: it says so, as a
     // swap would refuse.
-    let (template, recipe_hash) = match crate::image::choose(&config, &cloud, None).await {
+    let (template, recipe_hash) = match crate::image::choose(&config, cloud.as_ref(), None).await {
         Ok(c) => (Some(c.template), c.recipe),
         Err(crate::image::ImageError::NotBaked { hash, newest, .. }) => {
             blockers.push(format!(
@@ -55,7 +54,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     };
     // Names that do not resolve are bad input: nothing would be created.
     cloud.preflight(&spec).await?;
-    let eip = cloud.find_elastic_ip(config.cloud.elastic_ip).await?;
+    let front = cloud.find_front(config.cloud.elastic_ip).await?;
     let replaces = overview
         .state
         .as_ref()
@@ -103,7 +102,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         generation,
         instance_name: name,
         elastic_ip: config.cloud.elastic_ip.to_string(),
-        elastic_ip_id: eip.id,
+        elastic_ip_id: front,
         template,
         recipe_hash,
         replaces,

@@ -8,7 +8,7 @@ use crate::swap::overview::gather;
 pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let (cloud, store) = super::operator(&config).await?;
-    let overview = gather(&config, &cloud, store).await?;
+    let overview = gather(&config, cloud.as_ref(), store).await?;
     super::print(args.json, &overview, || overview.render());
     Ok(())
 }

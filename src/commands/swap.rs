@@ -153,7 +153,7 @@ where
     };
     let services = Services {
         config,
-        cloud: Arc::new(cloud),
+        cloud,
         store,
         connector: Arc::new(crate::remote::SshConnector),
         clock: Arc::new(crate::clock::SystemClock),

@@ -64,16 +64,40 @@ impl Ctx {
         })
     }
 
+    /// Where `instance` answers now. A front that moves takes addresses with it: on AWS
+    /// the holder of an Elastic IP answers on it alone, and the one it left gets a new
+    /// address. There the cloud is asked; elsewhere an address never changes and the
+    /// recorded one is used.
+    pub async fn address_now(
+        &self,
+        instance: &str,
+        recorded: Option<IpAddr>,
+    ) -> Result<IpAddr, StepError> {
+        if self.cloud.front_moves() {
+            let found = self
+                .cloud
+                .get_instance(instance)
+                .await
+                .map_err(StepError::new)?;
+            if let Some(ip) = found.and_then(|i| i.public_ip) {
+                return Ok(ip);
+            }
+        }
+        recorded
+            .ok_or_else(|| StepError(format!("the address of instance {instance} is not known")))
+    }
+
     pub async fn connect_new(
         &self,
         s: &SwapState,
         timeout: Duration,
     ) -> Result<Box<dyn RemoteHost>, StepError> {
-        let (Some(ip), Some(key)) = (s.public_ip, s.host_key.as_deref()) else {
+        let (Some(id), Some(key)) = (s.instance_id.as_deref(), s.host_key.as_deref()) else {
             return Err(StepError(
                 "the new instance's address is not known yet".into(),
             ));
         };
+        let ip = self.address_now(id, s.public_ip).await?;
         self.connector
             .connect(&self.target(ip, key)?, timeout)
             .await

@@ -73,7 +73,7 @@ pub async fn gather(
             .and_then(|g| g.parse::<u64>().ok())
     });
     let address_holders = cloud
-        .instances_with_ip(config.cloud.elastic_ip)
+        .front_members(config.cloud.elastic_ip)
         .await?
         .into_iter()
         .map(|i| i.id)

@@ -17,6 +17,7 @@ use super::ctx::Ctx;
 use super::probe::until_generation;
 use super::saga::{Step, StepError};
 use super::steps::{WatchFailure, instance_left, leave_for_gc};
+use crate::remote::RemoteHost;
 use crate::state::{self, Active, RolledBack, SiteState};
 
 pub mod names {
@@ -70,13 +71,15 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<RollbackState>>> {
     ]
 }
 
-fn ip_of(a: &Active) -> Result<IpAddr, StepError> {
-    a.address.parse().map_err(|_| {
-        StepError(format!(
-            "state.json names {:?} as generation {}'s address",
-            a.address, a.generation
-        ))
-    })
+async fn ip_of(ctx: &Ctx, a: &Active) -> Result<IpAddr, StepError> {
+    ctx.address_now(&a.instance, a.address.parse().ok())
+        .await
+        .map_err(|_| {
+            StepError(format!(
+                "state.json names {:?} as generation {}'s address",
+                a.address, a.generation
+            ))
+        })
 }
 
 /// Does state.json say this rollback committed: `to` active again, `from` given up?
@@ -122,7 +125,7 @@ impl Step<RollbackState> for CheckPrevious {
                 s.to.instance
             )));
         }
-        let ip = ip_of(&s.to)?;
+        let ip = ip_of(ctx, &s.to).await?;
         until_generation(ctx, ip, s.to.generation, 1, ctx.config.swap.health_timeout)
             .await
             .map_err(|last| {
@@ -145,17 +148,20 @@ impl Step<RollbackState> for AttachPrevious {
     async fn run(&self, s: &mut RollbackState) -> Result<(), StepError> {
         self.0
             .cloud
-            .attach_elastic_ip(&s.elastic_ip_id, &s.to.instance)
+            .front_add(&s.elastic_ip_id, &s.to.instance)
             .await
             .map_err(StepError::new)
     }
 
     async fn undo(&self, s: &mut RollbackState) -> Result<(), StepError> {
-        self.0
-            .cloud
-            .detach_elastic_ip(&s.elastic_ip_id, &s.to.instance)
-            .await
-            .map_err(StepError::new)
+        crate::cloud::front_back_to(
+            self.0.cloud.as_ref(),
+            &s.elastic_ip_id,
+            Some(&s.from.instance),
+            &s.to.instance,
+        )
+        .await
+        .map_err(StepError::new)
     }
 }
 
@@ -195,7 +201,7 @@ impl Step<RollbackState> for DetachFailed {
     async fn run(&self, s: &mut RollbackState) -> Result<(), StepError> {
         let ctx = &self.0;
         ctx.cloud
-            .detach_elastic_ip(&s.elastic_ip_id, &s.from.instance)
+            .front_remove(&s.elastic_ip_id, &s.from.instance)
             .await
             .map_err(StepError::new)?;
         let eip = ctx.config.cloud.elastic_ip;
@@ -213,7 +219,7 @@ impl Step<RollbackState> for DetachFailed {
     async fn undo(&self, s: &mut RollbackState) -> Result<(), StepError> {
         self.0
             .cloud
-            .attach_elastic_ip(&s.elastic_ip_id, &s.from.instance)
+            .front_add(&s.elastic_ip_id, &s.from.instance)
             .await
             .map_err(StepError::new)
     }
@@ -244,27 +250,23 @@ impl Step<RollbackState> for HandBack {
     }
 }
 
+async fn connect(ctx: &Ctx, a: &Active) -> Result<Box<dyn RemoteHost>, StepError> {
+    let key = a.host_key.as_deref().ok_or_else(|| {
+        StepError(format!(
+            "state.json has no host key for generation {}",
+            a.generation
+        ))
+    })?;
+    let target = ctx.target(ip_of(ctx, a).await?, key)?;
+    ctx.connector
+        .connect(&target, Duration::from_secs(20))
+        .await
+        .map_err(StepError::new)
+}
+
 async fn hand_back(ctx: &Ctx, s: &mut RollbackState) -> Result<(), StepError> {
     let timeout = ctx.config.swap.handover_timeout;
-    let connect = |a: &Active| {
-        let target = a
-            .host_key
-            .as_deref()
-            .ok_or_else(|| {
-                StepError(format!(
-                    "state.json has no host key for generation {}",
-                    a.generation
-                ))
-            })
-            .and_then(|key| ctx.target(ip_of(a)?, key));
-        async move {
-            ctx.connector
-                .connect(&target?, Duration::from_secs(20))
-                .await
-                .map_err(StepError::new)
-        }
-    };
-    let from = connect(&s.from).await?;
+    let from = connect(ctx, &s.from).await?;
     if let Some(watch) = &mut s.watch
         && watch.logs.is_empty()
     {
@@ -273,7 +275,7 @@ async fn hand_back(ctx: &Ctx, s: &mut RollbackState) -> Result<(), StepError> {
     (ctx.say)(format!("final backup on generation {}", s.from.generation));
     ctx.baton(from.as_ref(), "backup --final", timeout).await?;
     (ctx.say)(format!("catch-up on generation {}", s.to.generation));
-    let to = connect(&s.to).await?;
+    let to = connect(ctx, &s.to).await?;
     ctx.baton(to.as_ref(), "restore --catch-up", timeout).await
 }
 

@@ -476,11 +476,7 @@ async fn rollback_state(
         }
         (_, Some(p)) => p.active.clone(),
     };
-    let elastic_ip_id = ctx
-        .cloud
-        .find_elastic_ip(ctx.config.cloud.elastic_ip)
-        .await?
-        .id;
+    let elastic_ip_id = ctx.cloud.find_front(ctx.config.cloud.elastic_ip).await?;
     Ok(RollbackState {
         site: ctx.config.site.name.clone(),
         from,
@@ -523,7 +519,7 @@ async fn initial_state(
     };
     cloud.preflight(&spec).await?;
     state.template = Some(choice.template);
-    state.elastic_ip_id = cloud.find_elastic_ip(config.cloud.elastic_ip).await?.id;
+    state.elastic_ip_id = cloud.find_front(config.cloud.elastic_ip).await?;
     // Generation N's labels must be free: an instance there is a leftover of an earlier
     // swap (its journal lost), which this swap would otherwise adopt.
     let squatters = cloud.list_instances(&state.labels()).await?;

@@ -11,11 +11,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{Value, json};
 
 use super::exosim::{Exosim, KEY, SECRET};
+use super::moto::Moto;
 use super::{BATON, free_port, ok, require};
+
+/// The cloud a rehearsal runs against.
+pub enum Backend {
+    Exosim(Exosim),
+    /// moto, and whether the front is an ALB target group (else an Elastic IP).
+    Moto {
+        moto: Moto,
+        alb: bool,
+    },
+}
 
 pub struct Rehearsal {
     pub dir: tempfile::TempDir,
-    pub exosim: Exosim,
+    pub cloud: Backend,
     pub net: String,
     pub eip: String,
     pub ssh_port: u16,
@@ -111,7 +122,7 @@ impl Rehearsal {
             .unwrap());
         let r = Rehearsal {
             dir,
-            exosim,
+            cloud: Backend::Exosim(exosim),
             net,
             eip,
             ssh_port,
@@ -124,6 +135,132 @@ impl Rehearsal {
             .output()
             .unwrap());
         r
+    }
+
+    /// The same rehearsal on AWS as moto models it (scripts/moto-rehearsal): loopback
+    /// machines behind moto's instances, and the front an Elastic IP or (`alb`) a target
+    /// group with a stand-in load balancer.
+    pub fn start_aws(alb: bool) -> Rehearsal {
+        require("sshd", "openssh-server");
+        require("prometheus", "prometheus");
+        require("sudo", "sudo");
+        let dir = tempfile::tempdir().unwrap();
+        let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
+        let net = format!("127.{}.{}", 200 + std::process::id() % 50, 10 + n);
+        let ssh_port = free_port();
+        let vms = dir.path().join("vms");
+        std::fs::create_dir_all(&vms).unwrap();
+        let lb = format!("{net}.1");
+        let port = ssh_port.to_string();
+        let vm = scripts().join("loopback-vm").display().to_string();
+        let mut extra = vec![
+            "--net",
+            &net,
+            "--forward",
+            "443",
+            "--forward",
+            &port,
+            "--vm",
+            &vm,
+        ];
+        if alb {
+            extra.extend(["--alb-address", &lb]);
+        }
+        let moto = Moto::start(
+            &extra,
+            &[
+                ("LOOPBACK_VM_DIR", vms.display().to_string()),
+                ("LOOPBACK_VM_BATON", BATON.to_string()),
+            ],
+        );
+        let (subnet, eip, group) = super::moto::account(&moto, alb);
+        let address = if alb { lb } else { eip };
+        let site = dir.path().join("site");
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(site.join("agent-binary"), b"#!/bin/sh\nexit 0\n").unwrap();
+        let mut init = vec![
+            "--cloud".to_string(),
+            "aws".into(),
+            "--region".into(),
+            super::moto::REGION.into(),
+            "--subnet".into(),
+            subnet,
+            "--elastic-ip".into(),
+            address.clone(),
+            "--ssh-port".into(),
+            port.clone(),
+            "--store".into(),
+            format!("file://{}", store.display()),
+            "--cloud-endpoint".into(),
+            moto.url.clone(),
+        ];
+        if let Some(arn) = group {
+            init.extend(["--front".into(), "alb".into(), "--target-group".into(), arn]);
+        }
+        ok(Command::new(scripts().join("loopback-site"))
+            .arg(BATON)
+            .arg(&site)
+            .args(["--boot-timeout", "40s", "--health-timeout", "15s"])
+            .args(["--handover-timeout", "60s"])
+            // An AMI moto knows, by name and owner as an operator may name one.
+            .args([
+                "--template",
+                "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
+                "--set",
+                "instance.image_owner=amazon",
+            ])
+            .args(["--agent-binary", "agent-binary", "--"])
+            .args(&init)
+            .output()
+            .unwrap());
+        let r = Rehearsal {
+            dir,
+            cloud: Backend::Moto { moto, alb },
+            net,
+            eip: address,
+            ssh_port,
+            site,
+            vms,
+        };
+        ok(r.command(&["publish"]).output().unwrap());
+        r
+    }
+
+    pub fn exosim(&self) -> &Exosim {
+        match &self.cloud {
+            Backend::Exosim(e) => e,
+            Backend::Moto { .. } => panic!("this rehearsal runs on moto"),
+        }
+    }
+
+    pub fn moto(&self) -> &Moto {
+        match &self.cloud {
+            Backend::Moto { moto, .. } => moto,
+            Backend::Exosim(_) => panic!("this rehearsal runs on exosim"),
+        }
+    }
+
+    /// baton's own client for the rehearsal's cloud, as the swap makes it.
+    pub fn client(&self) -> std::sync::Arc<dyn baton::cloud::Cloud> {
+        match &self.cloud {
+            Backend::Exosim(e) => std::sync::Arc::new(e.client()),
+            Backend::Moto { moto, .. } => {
+                let config = baton::config::Config::load(&self.config()).unwrap();
+                let settings = config.aws().unwrap();
+                std::sync::Arc::new(
+                    rt().block_on(baton::cloud::aws::AwsClient::with_credentials(
+                        baton::cloud::aws::Settings {
+                            endpoint: Some(moto.url.clone()),
+                            ..settings
+                        },
+                        super::moto::KEY,
+                        super::moto::SECRET,
+                    ))
+                    .unwrap(),
+                )
+            }
+        }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -147,9 +284,16 @@ impl Rehearsal {
         c.args(args)
             .arg("-c")
             .arg(self.config())
-            .env("EXOSCALE_API_KEY", KEY)
-            .env("EXOSCALE_API_SECRET", SECRET)
             .env_remove("BATON_FAILPOINT_CRASH_AFTER");
+        match &self.cloud {
+            Backend::Exosim(_) => {
+                c.env("EXOSCALE_API_KEY", KEY)
+                    .env("EXOSCALE_API_SECRET", SECRET);
+            }
+            Backend::Moto { .. } => {
+                c.envs(Moto::env());
+            }
+        }
         c
     }
 
@@ -166,15 +310,40 @@ impl Rehearsal {
         (out, summary)
     }
 
+    /// The cloud's state in exosim's shape (instances, elastic-ips with their holders,
+    /// ssh-keys, violations), whichever the cloud: the end-state checks read it alike.
+    /// On moto with an ALB front, the target group's targets are the "holders".
     pub fn sim(&self) -> Value {
-        rt().block_on(self.exosim.state())
+        match &self.cloud {
+            Backend::Exosim(e) => rt().block_on(e.state()),
+            Backend::Moto { moto, alb } => {
+                let s = moto.state();
+                let holders: Vec<Value> = if *alb {
+                    s["target-groups"][0]["targets"].as_array().unwrap().clone()
+                } else {
+                    s["addresses"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|a| a["instance"].as_str().map(|i| json!(i)))
+                        .collect()
+                };
+                json!({
+                    "instances": s["instances"],
+                    "elastic-ips": [{ "instances": holders }],
+                    "ssh-keys": s["key-pairs"],
+                    "violations": s["violations"],
+                    "calls": s["calls"],
+                })
+            }
+        }
     }
 
     /// Makes the `nth` next call of `op` answer with `action` (exosim's fault syntax).
     pub fn inject(&self, op: &str, action: &str) {
         let calls = self.sim()["calls"][op].as_u64().unwrap_or(0);
         rt().block_on(
-            self.exosim
+            self.exosim()
                 .config(json!({ "faults": [format!("{op}:{}:{action}", calls + 1)] })),
         );
     }
@@ -292,11 +461,7 @@ impl Rehearsal {
             spec.labels = labels;
             spec.name = format!("not-baton-{generation}");
         }
-        rt().block_on(baton::cloud::Cloud::create_instance(
-            &self.exosim.client(),
-            &spec,
-        ))
-        .unwrap()
+        rt().block_on(self.client().create_instance(&spec)).unwrap()
     }
 
     /// Runs `baton ARGS` that dies (like `kill -9`) right after `step` is journalled.

@@ -640,11 +640,6 @@ impl Cloud for ExoscaleClient {
             .collect())
     }
 
-    async fn instances_with_ip(&self, ip: IpAddr) -> Result<Vec<Instance>, CloudError> {
-        self.all_instances(&[("ip-address".into(), ip.to_string())])
-            .await
-    }
-
     async fn delete_instance(&self, id: &str) -> Result<(), CloudError> {
         gone_is_ok(
             self.write(Method::DELETE, &format!("/instance/{id}"), None::<&()>)
@@ -775,7 +770,46 @@ impl Cloud for ExoscaleClient {
         )
     }
 
-    async fn list_elastic_ips(&self) -> Result<Vec<ElasticIp>, CloudError> {
+    async fn find_front(&self, address: IpAddr) -> Result<String, CloudError> {
+        Ok(self.find_elastic_ip(address).await?.id)
+    }
+
+    async fn front_add(&self, front: &str, instance: &str) -> Result<(), CloudError> {
+        self.attach_elastic_ip(front, instance).await
+    }
+
+    async fn front_remove(&self, front: &str, instance: &str) -> Result<(), CloudError> {
+        self.detach_elastic_ip(front, instance).await
+    }
+
+    async fn front_members(&self, address: IpAddr) -> Result<Vec<Instance>, CloudError> {
+        self.instances_with_ip(address).await
+    }
+}
+
+impl ExoscaleClient {
+    /// Instances that answer on `ip`: their own public IP, or an Elastic IP attached to them.
+    pub async fn instances_with_ip(&self, ip: IpAddr) -> Result<Vec<Instance>, CloudError> {
+        self.all_instances(&[("ip-address".into(), ip.to_string())])
+            .await
+    }
+
+    /// The Elastic IP with address `address`.
+    pub async fn find_elastic_ip(&self, address: IpAddr) -> Result<ElasticIp, CloudError> {
+        let all = self.list_elastic_ips().await?;
+        all.iter()
+            .find(|e| e.ip == address)
+            .cloned()
+            .ok_or_else(|| CloudError::NotFound {
+                what: format!("Elastic IP {address}"),
+                hint: format!(
+                    "the zone has {}; check cloud.elastic_ip and cloud.zone",
+                    super::names(all.iter().map(|e| e.ip.to_string()))
+                ),
+            })
+    }
+
+    pub async fn list_elastic_ips(&self) -> Result<Vec<ElasticIp>, CloudError> {
         let list: wire::ElasticIpList = self.get("/elastic-ip", &[]).await?;
         list.elastic_ips
             .into_iter()
@@ -788,7 +822,12 @@ impl Cloud for ExoscaleClient {
             .collect()
     }
 
-    async fn attach_elastic_ip(&self, eip_id: &str, instance_id: &str) -> Result<(), CloudError> {
+    /// Attaches; already attached is success.
+    pub async fn attach_elastic_ip(
+        &self,
+        eip_id: &str,
+        instance_id: &str,
+    ) -> Result<(), CloudError> {
         let (_, holders) = self.holders(eip_id).await?;
         if holders.iter().any(|i| i.id == instance_id) {
             return Ok(());
@@ -807,7 +846,12 @@ impl Cloud for ExoscaleClient {
         .map(|_| ())
     }
 
-    async fn detach_elastic_ip(&self, eip_id: &str, instance_id: &str) -> Result<(), CloudError> {
+    /// Detaches; not attached (or instance gone) is success.
+    pub async fn detach_elastic_ip(
+        &self,
+        eip_id: &str,
+        instance_id: &str,
+    ) -> Result<(), CloudError> {
         let (_, holders) = self.holders(eip_id).await?;
         if !holders.iter().any(|i| i.id == instance_id) {
             return Ok(());

@@ -1,4 +1,5 @@
-//! Moving the Elastic IP: attach to the new VM, check it, detach the old one.
+//! Moving the front (the Elastic IP, or the target group): the new VM in, a check through
+//! the address, the old VM out.
 
 use std::sync::Arc;
 
@@ -24,19 +25,21 @@ impl Step<SwapState> for AttachAddress {
             .ok_or_else(|| StepError("no instance".into()))?;
         self.0
             .cloud
-            .attach_elastic_ip(&s.elastic_ip_id, id)
+            .front_add(&s.elastic_ip_id, id)
             .await
             .map_err(StepError::new)
     }
 
     async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
         match s.instance_id.as_deref() {
-            Some(id) => self
-                .0
-                .cloud
-                .detach_elastic_ip(&s.elastic_ip_id, id)
-                .await
-                .map_err(StepError::new),
+            Some(id) => crate::cloud::front_back_to(
+                self.0.cloud.as_ref(),
+                &s.elastic_ip_id,
+                s.old.as_ref().map(|o| o.instance.as_str()),
+                id,
+            )
+            .await
+            .map_err(StepError::new),
             None => Ok(()),
         }
     }
@@ -78,7 +81,7 @@ impl Step<SwapState> for DetachOld {
             return Ok(());
         };
         ctx.cloud
-            .detach_elastic_ip(&s.elastic_ip_id, &old.instance)
+            .front_remove(&s.elastic_ip_id, &old.instance)
             .await
             .map_err(StepError::new)?;
         // Now every request must reach the new generation.
@@ -98,7 +101,7 @@ impl Step<SwapState> for DetachOld {
             Some(old) => self
                 .0
                 .cloud
-                .attach_elastic_ip(&s.elastic_ip_id, &old.instance)
+                .front_add(&s.elastic_ip_id, &old.instance)
                 .await
                 .map_err(StepError::new),
             None => Ok(()),

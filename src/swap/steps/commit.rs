@@ -45,12 +45,21 @@ impl Step<SwapState> for Commit {
                 s.old.as_ref().map(|a| a.generation)
             )));
         }
+        let instance = s.instance_id.clone().unwrap_or_default();
+        // Where it answers now: on AWS, the Elastic IP it took over.
+        let address = ctx
+            .address_now(&instance, s.public_ip)
+            .await
+            .ok()
+            .or(s.public_ip)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         let now = chrono::Utc::now();
         site.version = 1;
         site.active = Some(Active {
             generation: s.generation,
-            instance: s.instance_id.clone().unwrap_or_default(),
-            address: s.public_ip.map(|i| i.to_string()).unwrap_or_default(),
+            instance,
+            address,
             since: now.to_rfc3339(),
             host_key: s.host_key.clone(),
         });

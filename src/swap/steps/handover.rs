@@ -28,12 +28,15 @@ impl Step<SwapState> for HandOver {
             return Ok(());
         }
         let timeout = ctx.config.swap.handover_timeout;
-        let ip: IpAddr = old.address.parse().map_err(|_| {
-            StepError(format!(
-                "state.json names {:?} as the old server's address",
-                old.address
-            ))
-        })?;
+        let ip: IpAddr = ctx
+            .address_now(&old.instance, old.address.parse().ok())
+            .await
+            .map_err(|_| {
+                StepError(format!(
+                    "state.json names {:?} as the old server's address",
+                    old.address
+                ))
+            })?;
         let key = old.host_key.as_deref().ok_or_else(|| {
             StepError(format!(
                 "state.json has no host key for generation {}: baton cannot reach it safely\n  \
