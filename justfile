@@ -34,6 +34,11 @@ bench-backup:
 bench-swap:
     scripts/bench-swap
 
+# The AWS fronts in the moto rehearsal: the Elastic IP's gap, the ALB's failed requests
+# (needs root; about 2 minutes).
+bench-aws-front:
+    scripts/bench-aws-front
+
 # How fast a rollback puts the previous generation back, automatic and by hand (root;
 # about 6 minutes).
 bench-rollback:

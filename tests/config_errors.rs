@@ -461,3 +461,95 @@ fn an_authorized_key_with_a_line_break_is_refused() {
         &["field `ssh.authorized_keys`", "entry 1", "line break"],
     );
 }
+
+#[test]
+fn aws_settings_are_checked_field_by_field() {
+    let p = Project::init(&["--cloud", "aws"]);
+    // As written, it validates.
+    ok(p.baton(&["render", "--generation", "1", "--out", "ok"]));
+    std::fs::remove_dir_all(p.path().join("ok")).unwrap();
+    let err = refused(&p, |t| {
+        t.replace("region = \"eu-central-1\"\n", "zone = \"ch-gva-2\"\n")
+            .replace(
+                "subnet = \"subnet-0123456789abcdef0\"",
+                "subnet = \"vpc-1\"",
+            )
+            .replace("front = \"elastic-ip\"", "front = \"nlb\"")
+    });
+    assert_has(
+        &err,
+        &[
+            "cloud.region",
+            "AWS needs the region",
+            "cloud.zone",
+            "is an Exoscale setting",
+            "cloud.front",
+            "is not a front",
+            "instance.subnet",
+            "is not a subnet id",
+        ],
+    );
+}
+
+#[test]
+fn an_alb_front_needs_a_target_group_arn_and_no_allocation_id() {
+    let arn =
+        "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/blog/0123456789abcdef";
+    let p = Project::init(&["--cloud", "aws", "--front", "alb", "--target-group", arn]);
+    ok(p.baton(&["render", "--generation", "1", "--out", "ok"]));
+    std::fs::remove_dir_all(p.path().join("ok")).unwrap();
+    let err = refused(&p, |t| {
+        t.replace(arn, "blog-targets").replace(
+            "\nfront = \"alb\"\n",
+            "\nfront = \"alb\"\nallocation_id = \"eipalloc-1\"\n",
+        )
+    });
+    assert_has(
+        &err,
+        &[
+            "cloud.target_group",
+            "is not a target group ARN",
+            "cloud.allocation_id",
+            "the front is \"alb\"",
+        ],
+    );
+}
+
+#[test]
+fn aws_settings_on_an_exoscale_site_are_refused() {
+    let p = Project::init(&[]);
+    let err = refused(&p, |t| {
+        t.replace(
+            "type = \"standard.small\"",
+            "type = \"standard.small\"\nsubnet = \"subnet-1\"",
+        )
+    });
+    assert_has(
+        &err,
+        &["instance.subnet", "is an AWS setting", "provider = \"aws\""],
+    );
+}
+
+#[test]
+fn missing_aws_credentials_are_exit_2_naming_the_variables() {
+    let p = Project::init(&["--cloud", "aws"]);
+    let out = std::process::Command::new(BATON)
+        .args(["plan"])
+        .current_dir(p.path())
+        .env("HOME", p.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_has(
+        &stderr(&out),
+        &[
+            "AWS_ACCESS_KEY_ID is not set",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+        ],
+    );
+}

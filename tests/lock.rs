@@ -103,6 +103,12 @@ async fn lock_on_an_s3_server() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lock_on_motos_s3() {
+    let moto = common::moto::Moto::plain();
+    lock_semantics(Arc::new(moto.s3_store("baton-lock", "locktest").await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn many_contenders_one_holder() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path(), "file:///test").unwrap());

@@ -149,6 +149,14 @@ async fn s3_and_file_stores_behave_the_same() {
     store_semantics(&fs).await;
 }
 
+/// moto's S3, as AWS's S3 honours it: `If-None-Match: *` refuses a second create.
+#[tokio::test(flavor = "multi_thread")]
+async fn motos_s3_behaves_the_same() {
+    let moto = common::moto::Moto::plain();
+    let store = moto.s3_store("baton-moto", "sem").await;
+    store_semantics(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_ignores_conditional_writes_is_detected_not_trusted() {
     let s3 = S3Server::start();

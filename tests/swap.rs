@@ -11,27 +11,17 @@ use common::rehearsal::{Rehearsal, prom_up_at, rt};
 use common::{ok, stderr};
 use serde_json::{Value, json};
 
-/// A first deploy; returns the instance.
 fn deployed() -> (Rehearsal, String) {
-    let r = Rehearsal::start();
-    let (out, summary) = r.swap(&[]);
-    assert!(out.status.success(), "first deploy: {}", stderr(&out));
-    assert_eq!(summary["generation"], 1);
-    let instance = summary["instance"].as_str().unwrap().to_string();
-    r.assert_serving(1, &instance);
-    (r, instance)
+    Rehearsal::start().deployed()
 }
 
-fn artifacts(r: &Rehearsal) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(r.store().join("artifacts"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+fn fails_cleanly(r: &Rehearsal, old: &str, step: &str, why: &str) -> Value {
+    r.fails_cleanly(old, step, why)
+}
+
+fn crash_after(step: &str) {
+    let (r, old) = deployed();
+    r.crash_after(&old, step);
 }
 
 #[test]
@@ -109,43 +99,13 @@ fn first_deploy_then_two_swaps_move_the_site_and_its_data() {
     assert_eq!(r.sim()["violations"], json!([]));
 }
 
-/// The swap fails at `step`; everything must be as before it started.
-fn fails_cleanly(r: &Rehearsal, old: &str, step: &str, why: &str) -> Value {
-    let state_before = std::fs::read(r.store().join("state.json")).unwrap();
-    let artifacts_before = artifacts(r);
-    let (out, summary) = r.swap(&[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("failed at {step}")), "{err}");
-    assert!(err.contains(why), "expected {why:?} in:\n{err}");
-    assert!(err.contains("the old server serves as before"), "{err}");
-    assert_eq!(summary["outcome"], "undone");
-    r.assert_serving(1, old);
-    assert_eq!(
-        std::fs::read(r.store().join("state.json")).unwrap(),
-        state_before,
-        "state.json changed"
-    );
-    assert_eq!(artifacts(r), artifacts_before, "artifacts left behind");
-    summary
-}
-
 #[test]
 fn fault_in_prepare() {
     let (r, old) = deployed();
-    // A changed bundle must be uploaded; a directory where its object goes makes the
-    // store refuse it, a real failure inside the step (a missing local file is refused
-    // before the swap starts, by the preflight).
-    let stack = r.config().parent().unwrap().join("stack");
-    std::fs::write(stack.join("changed.txt"), "a new release").unwrap();
-    let out = ok(r.baton(&[
-        "bundle",
-        "--out",
-        &r.dir.path().join("b.zip").display().to_string(),
-    ]));
-    let sha = out.trim();
-    std::fs::create_dir_all(r.store().join("artifacts").join(sha).join("in-the-way")).unwrap();
-    fails_cleanly(&r, &old, "prepare", sha);
+    // A changed bundle must be uploaded and the store refuses it: a real failure inside
+    // the step (a missing local file is refused before the swap starts, by the preflight).
+    let sha = r.block_the_next_bundle();
+    fails_cleanly(&r, &old, "prepare", &sha);
 }
 
 #[test]
@@ -320,42 +280,6 @@ fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
     r.assert_serving(2, &new);
     assert_eq!(r.site_state().unwrap()["leftovers"], json!([]));
     assert!(!ok(r.baton(&["status"])).contains("leftover"));
-}
-
-/// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
-/// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
-fn crash_after(step: &str) {
-    let (r, old) = deployed();
-    r.crash(&["swap"], step);
-    let past_commit = matches!(step, "commit" | "clean-up" | "watch" | "retire");
-    let plain = r.baton(&["swap"]);
-    assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
-    assert!(
-        stderr(&plain).contains("did not finish"),
-        "{}",
-        stderr(&plain)
-    );
-    if past_commit {
-        let abort = r.baton(&["swap", "--abort"]);
-        assert_eq!(abort.status.code(), Some(3), "{}", stderr(&abort));
-        assert!(
-            stderr(&abort).contains("can only be resumed"),
-            "{}",
-            stderr(&abort)
-        );
-        let (out, summary) = r.swap(&["--resume"]);
-        assert!(out.status.success(), "resume: {}", stderr(&out));
-        r.assert_serving(2, summary["instance"].as_str().unwrap());
-        return;
-    }
-    let abort = r.baton(&["swap", "--abort"]);
-    assert!(abort.status.success(), "abort: {}", stderr(&abort));
-    r.assert_serving(1, &old);
-
-    r.crash(&["swap"], step);
-    let (out, summary) = r.swap(&["--resume"]);
-    assert!(out.status.success(), "resume: {}", stderr(&out));
-    r.assert_serving(2, summary["instance"].as_str().unwrap());
 }
 
 #[test]

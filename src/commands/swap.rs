@@ -26,6 +26,10 @@ struct Summary {
     steps: Vec<StepReport>,
     total_seconds: f64,
     problems: Vec<String>,
+    /// A front that moves (an AWS Elastic IP): how long after the move the address first
+    /// answered as the new generation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    front_gap_seconds: Option<f64>,
     /// The rollback that followed a failed watch.
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback: Option<super::rollback::Report>,
@@ -237,6 +241,7 @@ fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
         steps: step_reports(&finished.times),
         total_seconds: finished.took.as_secs_f64(),
         problems,
+        front_gap_seconds: s.front_gap_ms.map(|ms| ms as f64 / 1000.0),
         rollback,
     };
     super::print(args.json, &summary, || {

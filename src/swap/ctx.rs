@@ -73,18 +73,31 @@ impl Ctx {
         instance: &str,
         recorded: Option<IpAddr>,
     ) -> Result<IpAddr, StepError> {
-        if self.cloud.front_moves() {
+        if !self.cloud.front_moves() {
+            return recorded.ok_or_else(|| {
+                StepError(format!("the address of instance {instance} is not known"))
+            });
+        }
+        // The instance an address just left may wait a moment for its new one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
             let found = self
                 .cloud
                 .get_instance(instance)
                 .await
                 .map_err(StepError::new)?;
-            if let Some(ip) = found.and_then(|i| i.public_ip) {
-                return Ok(ip);
+            match found.map(|i| i.public_ip) {
+                Some(Some(ip)) => return Ok(ip),
+                Some(None) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => {
+                    return recorded.ok_or_else(|| {
+                        StepError(format!("instance {instance} has no public address"))
+                    });
+                }
             }
         }
-        recorded
-            .ok_or_else(|| StepError(format!("the address of instance {instance} is not known")))
     }
 
     pub async fn connect_new(

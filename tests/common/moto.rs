@@ -190,3 +190,30 @@ pub fn account(moto: &Moto, alb: bool) -> (String, String, Option<String>) {
         )
     })
 }
+
+impl Moto {
+    /// baton's S3 store on moto's S3: the bucket made first, as an operator would.
+    pub async fn s3_store(&self, bucket: &str, prefix: &str) -> baton::store::s3::S3Store {
+        let creds = aws_sdk_s3::config::Credentials::new(KEY, SECRET, None, None, "test");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .force_path_style(true)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(creds.clone())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        baton::store::s3::S3Store::new(
+            &format!("s3://{bucket}/{prefix}"),
+            &self.url,
+            "us-east-1",
+            creds,
+        )
+        .unwrap()
+    }
+}

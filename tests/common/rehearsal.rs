@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::exosim::{Exosim, KEY, SECRET};
 use super::moto::Moto;
-use super::{BATON, free_port, ok, require};
+use super::{BATON, free_port, ok, require, stderr};
 
 /// The cloud a rehearsal runs against.
 pub enum Backend {
@@ -426,6 +426,10 @@ impl Rehearsal {
             .filter(|n| n.starts_with("baton-"))
             .collect();
         assert!(keys.is_empty(), "provisioning keys left: {keys:?}");
+        if let Backend::Moto { .. } = self.cloud {
+            // Every EC2/ELBv2 request so far, held to botocore's service models.
+            assert_eq!(sim["violations"], json!([]), "requests AWS would refuse");
+        }
         let status: Value = serde_json::from_str(&ok(self.baton(&["status", "--json"]))).unwrap();
         assert_eq!(status["lock"], Value::Null, "lock still held: {status}");
         assert_eq!(status["unfinished"], json!([]), "{status}");
@@ -495,4 +499,103 @@ pub fn prom_up_at(ip: &str, time: Option<f64>) -> Option<f64> {
         return None;
     }
     Some(sample_time)
+}
+
+/// What the swap tests of every cloud check alike.
+impl Rehearsal {
+    /// A first deploy, checked; returns the rehearsal and the instance.
+    pub fn deployed(self) -> (Rehearsal, String) {
+        let (out, summary) = self.swap(&[]);
+        assert!(out.status.success(), "first deploy: {}", stderr(&out));
+        assert_eq!(summary["generation"], 1);
+        let instance = summary["instance"].as_str().unwrap().to_string();
+        self.assert_serving(1, &instance);
+        (self, instance)
+    }
+
+    /// The object names under the store's artifacts/.
+    pub fn artifacts(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join("artifacts"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The swap fails at `step`; everything must be as before it started.
+    pub fn fails_cleanly(&self, old: &str, step: &str, why: &str) -> Value {
+        let state_before = std::fs::read(self.store().join("state.json")).unwrap();
+        let artifacts_before = self.artifacts();
+        let (out, summary) = self.swap(&[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("failed at {step}")), "{err}");
+        assert!(err.contains(why), "expected {why:?} in:\n{err}");
+        assert!(err.contains("the old server serves as before"), "{err}");
+        assert_eq!(summary["outcome"], "undone");
+        self.assert_serving(1, old);
+        assert_eq!(
+            std::fs::read(self.store().join("state.json")).unwrap(),
+            state_before,
+            "state.json changed"
+        );
+        assert_eq!(self.artifacts(), artifacts_before, "artifacts left behind");
+        summary
+    }
+
+    /// A changed bundle whose upload the store refuses (a directory where its object
+    /// goes): a real failure inside the prepare step. Returns the bundle's hash.
+    pub fn block_the_next_bundle(&self) -> String {
+        let stack = self.config().parent().unwrap().join("stack");
+        std::fs::write(stack.join("changed.txt"), "a new release").unwrap();
+        let out = ok(self.baton(&[
+            "bundle",
+            "--out",
+            &self.dir.path().join("b.zip").display().to_string(),
+        ]));
+        let sha = out.trim().to_string();
+        std::fs::create_dir_all(self.store().join("artifacts").join(&sha).join("in-the-way"))
+            .unwrap();
+        sha
+    }
+
+    /// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
+    /// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
+    pub fn crash_after(&self, old: &str, step: &str) {
+        let r = self;
+        r.crash(&["swap"], step);
+        let past_commit = matches!(step, "commit" | "clean-up" | "watch" | "retire");
+        let plain = r.baton(&["swap"]);
+        assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
+        assert!(
+            stderr(&plain).contains("did not finish"),
+            "{}",
+            stderr(&plain)
+        );
+        if past_commit {
+            let abort = r.baton(&["swap", "--abort"]);
+            assert_eq!(abort.status.code(), Some(3), "{}", stderr(&abort));
+            assert!(
+                stderr(&abort).contains("can only be resumed"),
+                "{}",
+                stderr(&abort)
+            );
+            let (out, summary) = r.swap(&["--resume"]);
+            assert!(out.status.success(), "resume: {}", stderr(&out));
+            r.assert_serving(2, summary["instance"].as_str().unwrap());
+            return;
+        }
+        let abort = r.baton(&["swap", "--abort"]);
+        assert!(abort.status.success(), "abort: {}", stderr(&abort));
+        r.assert_serving(1, old);
+
+        r.crash(&["swap"], step);
+        let (out, summary) = r.swap(&["--resume"]);
+        assert!(out.status.success(), "resume: {}", stderr(&out));
+        r.assert_serving(2, summary["instance"].as_str().unwrap());
+    }
 }

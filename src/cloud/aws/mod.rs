@@ -371,6 +371,22 @@ fn client_token(spec: &InstanceSpec) -> String {
     format!("baton-{}", &hex::encode(digest)[..58])
 }
 
+/// AWS takes at most 16 KiB of raw user-data; the API's field is its base64.
+fn check_user_data(b64: &str) -> Result<(), CloudError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| CloudError::Invalid(format!("the user-data is not base64: {e}")))?;
+    if raw.len() > USER_DATA_LIMIT {
+        return Err(CloudError::Invalid(format!(
+            "the user-data is {} bytes gzipped, above AWS's limit of {USER_DATA_LIMIT} bytes of \
+             raw user-data (Exoscale takes 32 KiB of base64)\n  fix: make the bundle's \
+             cloud-init files smaller, or move large files into the bundle",
+            raw.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A key's type and base64 body, without its comment: how two keys are compared.
 fn key_body(public: &str) -> String {
     public
@@ -422,17 +438,7 @@ impl Cloud for AwsClient {
             );
             return Ok(existing);
         }
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&spec.user_data)
-            .map_err(|e| CloudError::Invalid(format!("the user-data is not base64: {e}")))?;
-        if raw.len() > USER_DATA_LIMIT {
-            return Err(CloudError::Invalid(format!(
-                "the user-data is {} bytes gzipped, above AWS's limit of {USER_DATA_LIMIT} bytes \
-                 (Exoscale takes 32 KiB of base64)\n  fix: put less into the bundle's cloud-init \
-                 files, or move large files into the bundle",
-                raw.len()
-            )));
-        }
+        check_user_data(&spec.user_data)?;
         let (image, root_device) = self.resolve_image(&spec.template).await?;
         let vpc = self.resolve_subnet().await?;
         let groups = self
@@ -889,6 +895,20 @@ fn target(instance: &str) -> TargetDescription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_data_above_16_kib_raw_is_refused_naming_both_limits() {
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        assert!(check_user_data(&b64(USER_DATA_LIMIT)).is_ok());
+        let err = check_user_data(&b64(USER_DATA_LIMIT + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("16385 bytes"), "{err}");
+        assert!(
+            err.contains("16384 bytes") && err.contains("32 KiB"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_key_is_compared_without_its_comment() {

@@ -56,6 +56,7 @@ impl Step<SwapState> for VerifyAddress {
     async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
         let ctx = &self.0;
         let eip = ctx.config.cloud.elastic_ip;
+        let start = std::time::Instant::now();
         until_generation(ctx, eip, s.generation, 1, ctx.config.swap.health_timeout)
             .await
             .map_err(|last| {
@@ -63,7 +64,18 @@ impl Step<SwapState> for VerifyAddress {
                     "requests through {eip} did not reach generation {}: {last}",
                     s.generation
                 ))
-            })
+            })?;
+        if ctx.cloud.front_moves() {
+            let gap = start.elapsed();
+            s.front_gap_ms = Some(u64::try_from(gap.as_millis()).unwrap_or(u64::MAX));
+            (ctx.say)(format!(
+                "{eip} answered as generation {} {:.1}s after it moved (the address serves one \
+                 server at a time: requests in between may have failed)",
+                s.generation,
+                gap.as_secs_f64()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -79,6 +79,10 @@ pub struct SwapState {
     /// back once it commits, so its clean-up deletes it.
     #[serde(default)]
     pub displaced: Option<Active>,
+    /// On a front that moves (an AWS Elastic IP): how long after the move the address
+    /// first answered as the new generation. Requests in between may have failed.
+    #[serde(default)]
+    pub front_gap_ms: Option<u64>,
     /// Set by the watch when the new generation failed it: a rollback follows.
     #[serde(default)]
     pub watch_failed: Option<WatchFailure>,
