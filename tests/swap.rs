@@ -320,22 +320,8 @@ fn a_swap_waiting_for_the_lock_takes_it_from_a_crashed_holder_and_refuses_its_jo
     r.assert_serving(1, &old);
 }
 
-crash_tests! {
-    crash_after_prepare => "prepare",
-    crash_after_register_key => "register-key",
-    crash_after_create => "create",
-    crash_after_wait => "wait",
-    crash_after_up => "up",
-    crash_after_health => "health",
-    crash_after_hand_over => "hand-over",
-    crash_after_attach_address => "attach-address",
-    crash_after_verify_address => "verify-address",
-    crash_after_detach_old => "detach-old",
-    crash_after_commit => "commit",
-    crash_after_clean_up => "clean-up",
-    crash_after_watch => "watch",
-    crash_after_retire => "retire",
-}
+// A crash after every step of the swap, resumed and aborted.
+swap_crash_matrix!();
 
 #[test]
 fn two_swaps_at_once_one_runs_the_other_names_the_holder_or_waits() {

@@ -291,22 +291,8 @@ fn the_instance_is_made_as_the_issue_asks() {
     assert!(i.client_token().is_some_and(|t| t.starts_with("baton-")));
 }
 
-crash_tests! {
-    crash_after_prepare => "prepare",
-    crash_after_register_key => "register-key",
-    crash_after_create => "create",
-    crash_after_wait => "wait",
-    crash_after_up => "up",
-    crash_after_health => "health",
-    crash_after_hand_over => "hand-over",
-    crash_after_attach_address => "attach-address",
-    crash_after_verify_address => "verify-address",
-    crash_after_detach_old => "detach-old",
-    crash_after_commit => "commit",
-    crash_after_clean_up => "clean-up",
-    crash_after_watch => "watch",
-    crash_after_retire => "retire",
-}
+// A crash after every step of the swap, resumed and aborted.
+swap_crash_matrix!();
 
 fn crash_after(step: &str) {
     let (r, old) = deployed();

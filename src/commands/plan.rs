@@ -82,10 +82,27 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     if replaces.is_some() {
         steps.push("hand-over: final backup on the old host, catch-up on the new");
     }
-    steps.push("attach the Elastic IP to the new instance");
+    let (attach, detach) = match (
+        config.cloud.provider.as_str(),
+        config.cloud.front.as_deref(),
+    ) {
+        ("aws", Some("alb")) => (
+            "register the new instance in the target group; wait until the ALB says healthy",
+            "deregister the old instance; wait out its draining",
+        ),
+        ("aws", _) => (
+            "move the Elastic IP to the new instance in one call (requests fail until AWS points it there: the gap is reported)",
+            "check that the old instance no longer holds the Elastic IP",
+        ),
+        _ => (
+            "attach the Elastic IP to the new instance",
+            "detach the Elastic IP from the old instance",
+        ),
+    };
+    steps.push(attach);
     steps.push("verify through the address");
     if replaces.is_some() {
-        steps.push("detach the Elastic IP from the old instance");
+        steps.push(detach);
     }
     steps.push("commit state.json (point of no return)");
     steps.push("delete the provisioning key and the generation kept before the old one");

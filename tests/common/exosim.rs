@@ -1,7 +1,6 @@
 //! A real exosim process for tests, and a client tuned to test speeds.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -32,6 +31,20 @@ pub fn binary() -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// The address a server names on its first line `PREFIX ADDRESS` (reading it is the
+/// readiness check). Here, not in mod.rs: exosim's own tests include this file alone.
+pub fn first_line_address(child: &mut Child, prefix: &str) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
 }
 
 pub struct Exosim {
@@ -70,16 +83,7 @@ impl Exosim {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start exosim");
-        // The first line names the address; reading it is the readiness check.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("exosim: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = first_line_address(&mut child, "exosim: listening on ");
         Exosim {
             child,
             url,

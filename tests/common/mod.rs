@@ -169,6 +169,29 @@ pub fn file_store(
     (rt, store)
 }
 
+/// `crash_tests!` for every step of the swap, in its order.
+#[allow(unused_macros)]
+macro_rules! swap_crash_matrix {
+    () => {
+        crash_tests! {
+            crash_after_prepare => "prepare",
+            crash_after_register_key => "register-key",
+            crash_after_create => "create",
+            crash_after_wait => "wait",
+            crash_after_up => "up",
+            crash_after_health => "health",
+            crash_after_hand_over => "hand-over",
+            crash_after_attach_address => "attach-address",
+            crash_after_verify_address => "verify-address",
+            crash_after_detach_old => "detach-old",
+            crash_after_commit => "commit",
+            crash_after_clean_up => "clean-up",
+            crash_after_watch => "watch",
+            crash_after_retire => "retire",
+        }
+    };
+}
+
 /// One test per step: `crash_tests! { name => "step", ... }` runs `crash_after("step")`,
 /// the calling file's crash-and-recover check.
 #[allow(unused_macros)]

@@ -3,7 +3,6 @@
 //! against botocore's service models, with loopback machines behind its instances.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -60,15 +59,7 @@ impl Moto {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start scripts/moto-rehearsal");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("moto-rehearsal: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = super::exosim::first_line_address(&mut child, "moto-rehearsal: listening on ");
         Moto {
             child,
             url,
