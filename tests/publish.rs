@@ -414,3 +414,52 @@ fn the_agent_pulls_a_publish_within_its_interval() {
         .then_some(())
     });
 }
+
+/// On AWS an operator may hold a profile rather than exported keys: the store reads it
+/// from the shared files, as the cloud client does.
+#[test]
+fn publish_to_motos_s3_with_a_profile_and_no_exported_keys() {
+    let moto = common::moto::Moto::plain();
+    common::rehearsal::rt().block_on(moto.s3_store("baton-profile", "p"));
+    let project = Project::init(&[
+        "--store",
+        "s3://baton-profile/p",
+        "--store-endpoint",
+        &moto.url,
+    ]);
+    let credentials = project.path().join("aws-credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[blog]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            common::moto::KEY,
+            common::moto::SECRET
+        ),
+    )
+    .unwrap();
+    let run = |profile: Option<&str>| {
+        let mut c = Command::new(common::BATON);
+        c.args(["publish"])
+            .current_dir(project.path())
+            .env("HOME", project.path())
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", "/dev/null");
+        if let Some(p) = profile {
+            c.env("AWS_PROFILE", p);
+        }
+        c.output().unwrap()
+    };
+    let without = run(None);
+    assert_eq!(without.status.code(), Some(2), "{}", stderr(&without));
+    assert!(
+        stderr(&without).contains("AWS_PROFILE"),
+        "{}",
+        stderr(&without)
+    );
+    let with = run(Some("blog"));
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert!(stdout(&with).contains("index.html"), "{}", stdout(&with));
+}

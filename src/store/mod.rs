@@ -56,7 +56,7 @@ pub enum StoreError {
     )]
     BadUrl { url: String, reason: String },
     #[error(
-        "{var} is not set: the s3 store needs credentials\n  fix: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        "{var} is not set: the s3 store needs credentials\n  fix: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for temporary keys), or AWS_PROFILE naming a profile that has them"
     )]
     MissingCredentials { var: &'static str },
     #[error("object key {0:?} is not allowed (empty, absolute, or with . or .. segments)")]

@@ -2,8 +2,9 @@
 //!
 //! The SDK's defaults are tuned for AWS: it sends CRC32 checksum headers and aws-chunked
 //! bodies that many S3-compatible stores reject. Checksums are therefore "when required".
-//! Static credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; no AWS
-//! config files or instance metadata are consulted.
+//! Credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
+//! `AWS_SESSION_TOKEN`), or else the shared files' profile `AWS_PROFILE` names; never from
+//! instance metadata, which baton's hosts block.
 
 use std::path::Path;
 
@@ -35,24 +36,47 @@ pub struct S3Store {
     conditional_writes: OnceCell<bool>,
 }
 
+/// The keys of a profile in AWS's shared files, read once: a swap's store calls fit well
+/// inside the hour an assumed role's keys last.
+async fn profile_credentials(profile: &str) -> Result<Credentials, StoreError> {
+    use aws_sdk_s3::config::ProvideCredentials;
+    aws_config::profile::ProfileFileCredentialsProvider::builder()
+        .profile_name(profile)
+        .build()
+        .provide_credentials()
+        .await
+        .map_err(|_| StoreError::MissingCredentials {
+            var: "AWS_ACCESS_KEY_ID",
+        })
+}
+
 impl S3Store {
-    /// Credentials come from `env` (the process environment, or a host's agent.env).
+    /// Credentials come from `env` (the process environment, or a host's agent.env): the
+    /// keys (and a session token with temporary ones), or else `AWS_PROFILE`.
     pub async fn from_config(
         config: &StoreConfig,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<S3Store, StoreError> {
-        let get = |var: &'static str| {
-            env(var)
-                .filter(|v| !v.is_empty())
-                .ok_or(StoreError::MissingCredentials { var })
+        let get = |var: &'static str| env(var).filter(|v| !v.is_empty());
+        let credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_PROFILE")) {
+            // A session token comes with temporary keys (an assumed role, SSO's export).
+            (Some(key), _) => Credentials::new(
+                key,
+                get("AWS_SECRET_ACCESS_KEY").ok_or(StoreError::MissingCredentials {
+                    var: "AWS_SECRET_ACCESS_KEY",
+                })?,
+                get("AWS_SESSION_TOKEN"),
+                None,
+                "environment",
+            ),
+            // An operator on AWS may name a profile instead, as for the cloud.
+            (None, Some(profile)) => profile_credentials(&profile).await?,
+            (None, None) => {
+                return Err(StoreError::MissingCredentials {
+                    var: "AWS_ACCESS_KEY_ID",
+                });
+            }
         };
-        let credentials = Credentials::new(
-            get("AWS_ACCESS_KEY_ID")?,
-            get("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "environment",
-        );
         let endpoint = config.endpoint.clone().ok_or_else(|| StoreError::BadUrl {
             url: config.url.clone(),
             reason: "an s3:// store needs [store] endpoint".into(),
