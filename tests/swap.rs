@@ -201,12 +201,7 @@ fn fault_in_wait_cloud_init_error() {
 #[test]
 fn fault_in_up() {
     let (r, old) = deployed();
-    r.edit(|t| {
-        t.replace(
-            "up = \"python3 loopback-stack start\"",
-            "up = \"python3 loopback-stack start && echo pull failed >&2 && exit 4\"",
-        )
-    });
+    r.break_the_next_up();
     fails_cleanly(&r, &old, "up", "pull failed");
 }
 
@@ -231,13 +226,7 @@ fn fault_in_health_shows_the_stack_and_its_logs() {
 #[test]
 fn fault_in_hand_over() {
     let (r, old) = deployed();
-    // The old server's Prometheus is down: its final backup cannot be taken.
-    let pid: i32 = std::fs::read_to_string(r.vm_root(&old).join("run/prometheus.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    ok(Command::new("kill").arg(pid.to_string()).output().unwrap());
+    r.stop_prometheus(&old);
     fails_cleanly(&r, &old, "hand-over", "backup --final");
 }
 

@@ -173,12 +173,7 @@ fn fault_in_wait_restore_fails() {
 #[test]
 fn fault_in_up() {
     let (r, old) = deployed();
-    r.edit(|t| {
-        t.replace(
-            "up = \"python3 loopback-stack start\"",
-            "up = \"python3 loopback-stack start && echo pull failed >&2 && exit 4\"",
-        )
-    });
+    r.break_the_next_up();
     r.fails_cleanly(&old, "up", "pull failed");
 }
 
@@ -192,8 +187,7 @@ fn fault_in_health() {
 #[test]
 fn fault_in_hand_over() {
     let (r, old) = deployed();
-    let pid = std::fs::read_to_string(r.vm_root(&old).join("run/prometheus.pid")).unwrap();
-    ok(Command::new("kill").arg(pid.trim()).output().unwrap());
+    r.stop_prometheus(&old);
     r.fails_cleanly(&old, "hand-over", "backup --final");
 }
 

@@ -563,6 +563,23 @@ impl Rehearsal {
         sha
     }
 
+    /// `bundle.up` fails after starting the stack, as a failed image pull would.
+    pub fn break_the_next_up(&self) {
+        self.edit(|t| {
+            t.replace(
+                "up = \"python3 loopback-stack start\"",
+                "up = \"python3 loopback-stack start && echo pull failed >&2 && exit 4\"",
+            )
+        });
+    }
+
+    /// Stops `instance`'s Prometheus: its final backup cannot be taken.
+    pub fn stop_prometheus(&self, instance: &str) {
+        let pid =
+            std::fs::read_to_string(self.vm_root(instance).join("run/prometheus.pid")).unwrap();
+        ok(Command::new("kill").arg(pid.trim()).output().unwrap());
+    }
+
     /// Kills the swap right after `step` is journalled, then `--abort`s it (or, past the
     /// commit, sees abort refused), then crashes a new swap there again and `--resume`s it.
     pub fn crash_after(&self, old: &str, step: &str) {
