@@ -82,19 +82,17 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     if replaces.is_some() {
         steps.push("hand-over: final backup on the old host, catch-up on the new");
     }
-    let (attach, detach) = match (
-        config.cloud.provider.as_str(),
-        config.cloud.front.as_deref(),
-    ) {
-        ("aws", Some("alb")) => (
+    use crate::cloud::aws::Front;
+    let (attach, detach) = match config.aws().map(|aws| aws.front) {
+        Some(Front::Alb { .. }) => (
             "register the new instance in the target group; wait until the ALB says healthy",
             "deregister the old instance; wait out its draining",
         ),
-        ("aws", _) => (
+        Some(Front::ElasticIp { .. }) => (
             "move the Elastic IP to the new instance in one call (requests fail until AWS points it there: the gap is reported)",
             "check that the old instance no longer holds the Elastic IP",
         ),
-        _ => (
+        None => (
             "attach the Elastic IP to the new instance",
             "detach the Elastic IP from the old instance",
         ),

@@ -100,6 +100,21 @@ impl Ctx {
         }
     }
 
+    /// Where the generation state.json records answers now. A recorded address that does
+    /// not parse is named as state.json's; the cloud's own errors pass through as they are.
+    pub async fn address_of(&self, a: &crate::state::Active) -> Result<IpAddr, StepError> {
+        let recorded = a.address.parse().ok();
+        self.address_now(&a.instance, recorded)
+            .await
+            .map_err(|e| match recorded {
+                None => StepError(format!(
+                    "state.json names {:?} as generation {}'s address",
+                    a.address, a.generation
+                )),
+                Some(_) => e,
+            })
+    }
+
     pub async fn connect_new(
         &self,
         s: &SwapState,

@@ -6,7 +6,6 @@
 //! within seconds, and its Prometheus catches up from the final backup of the one it
 //! replaces before state.json names it again (which lifts the fence on its agent).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,17 +70,6 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<RollbackState>>> {
     ]
 }
 
-async fn ip_of(ctx: &Ctx, a: &Active) -> Result<IpAddr, StepError> {
-    ctx.address_now(&a.instance, a.address.parse().ok())
-        .await
-        .map_err(|_| {
-            StepError(format!(
-                "state.json names {:?} as generation {}'s address",
-                a.address, a.generation
-            ))
-        })
-}
-
 /// Does state.json say this rollback committed: `to` active again, `from` given up?
 fn committed(site: &SiteState, s: &RollbackState) -> bool {
     site.active.as_ref().map(|a| a.generation) == Some(s.to.generation)
@@ -125,7 +113,7 @@ impl Step<RollbackState> for CheckPrevious {
                 s.to.instance
             )));
         }
-        let ip = ip_of(ctx, &s.to).await?;
+        let ip = ctx.address_of(&s.to).await?;
         until_generation(ctx, ip, s.to.generation, 1, ctx.config.swap.health_timeout)
             .await
             .map_err(|last| {
@@ -257,7 +245,7 @@ async fn connect(ctx: &Ctx, a: &Active) -> Result<Box<dyn RemoteHost>, StepError
             a.generation
         ))
     })?;
-    let target = ctx.target(ip_of(ctx, a).await?, key)?;
+    let target = ctx.target(ctx.address_of(a).await?, key)?;
     ctx.connector
         .connect(&target, Duration::from_secs(20))
         .await

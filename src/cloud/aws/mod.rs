@@ -245,25 +245,64 @@ impl AwsClient {
         Ok(out)
     }
 
-    async fn address(
+    /// The one Elastic IP `filter` matches, or `missing`.
+    async fn describe_address(
         &self,
-        allocation_id: &str,
+        filter: Filter,
+        missing: impl FnOnce() -> CloudError,
     ) -> Result<aws_sdk_ec2::types::Address, CloudError> {
         let found = self
             .ec2
             .describe_addresses()
-            .allocation_ids(allocation_id)
+            .filters(filter)
             .send()
             .await
             .map_err(|e| self.sdk().error("DescribeAddresses", e))?;
-        found
-            .addresses()
-            .first()
-            .cloned()
-            .ok_or_else(|| CloudError::NotFound {
+        found.addresses().first().cloned().ok_or_else(missing)
+    }
+
+    /// The Elastic IP by its allocation id (the journalled front).
+    async fn address(
+        &self,
+        allocation_id: &str,
+    ) -> Result<aws_sdk_ec2::types::Address, CloudError> {
+        self.describe_address(filter("allocation-id", [allocation_id]), || {
+            CloudError::NotFound {
                 what: format!("Elastic IP {allocation_id}"),
                 hint: "check cloud.allocation_id and cloud.region".into(),
+            }
+        })
+        .await
+    }
+
+    /// The Elastic IP at `ip`, which must be the pinned allocation id when there is one.
+    async fn address_at(
+        &self,
+        ip: IpAddr,
+        pinned: Option<&str>,
+    ) -> Result<aws_sdk_ec2::types::Address, CloudError> {
+        let found = self
+            .describe_address(filter("public-ip", [&ip.to_string()]), || {
+                CloudError::NotFound {
+                    what: format!("Elastic IP {ip}"),
+                    hint: format!(
+                        "allocate it in {} or check cloud.elastic_ip and cloud.region",
+                        self.settings.region
+                    ),
+                }
             })
+            .await?;
+        let id = found.allocation_id().unwrap_or_default();
+        match pinned {
+            Some(pinned) if pinned != id => Err(CloudError::NotFound {
+                what: format!("Elastic IP {ip} as {pinned}"),
+                hint: format!(
+                    "{ip} is {id}: cloud.allocation_id and cloud.elastic_ip must name the \
+                     same address"
+                ),
+            }),
+            _ => Ok(found),
+        }
     }
 
     /// The targets of the group and the load balancer's view of each.
@@ -557,17 +596,15 @@ impl Cloud for AwsClient {
         loop {
             // Right after RunInstances, DescribeInstances may not know the id yet.
             let found = self.get_instance(id).await?;
-            match found.as_ref().map(|i| i.state.as_str()) {
-                Some("running") if found.as_ref().is_some_and(|i| i.public_ip.is_some()) => {
-                    return Ok(found.unwrap_or_else(|| unreachable!("matched Some")));
-                }
-                Some("starting" | "running") | None => {}
-                Some(other) => {
+            match found {
+                Some(i) if i.state == "running" && i.public_ip.is_some() => return Ok(i),
+                Some(ref i) if !matches!(i.state.as_str(), "starting" | "running") => {
                     return Err(CloudError::InstanceFailed {
                         id: id.to_string(),
-                        state: other.to_string(),
+                        state: i.state.clone(),
                     });
                 }
+                _ => {}
             }
             if start.elapsed() >= timeout {
                 return Err(CloudError::InstanceFailed {
@@ -705,36 +742,12 @@ impl Cloud for AwsClient {
 
     async fn find_front(&self, address: IpAddr) -> Result<String, CloudError> {
         match &self.settings.front {
-            Front::ElasticIp { allocation_id } => {
-                let found = self
-                    .ec2
-                    .describe_addresses()
-                    .filters(filter("public-ip", [&address.to_string()]))
-                    .send()
-                    .await
-                    .map_err(|e| self.sdk().error("DescribeAddresses", e))?;
-                let id = found
-                    .addresses()
-                    .first()
-                    .and_then(|a| a.allocation_id())
-                    .ok_or_else(|| CloudError::NotFound {
-                        what: format!("Elastic IP {address}"),
-                        hint: format!(
-                            "allocate it in {} or check cloud.elastic_ip and cloud.region",
-                            self.settings.region
-                        ),
-                    })?;
-                match allocation_id {
-                    Some(pinned) if pinned != id => Err(CloudError::NotFound {
-                        what: format!("Elastic IP {address} as {pinned}"),
-                        hint: format!(
-                            "{address} is {id}: cloud.allocation_id and cloud.elastic_ip \
-                             must name the same address"
-                        ),
-                    }),
-                    _ => Ok(id.to_string()),
-                }
-            }
+            Front::ElasticIp { allocation_id } => Ok(self
+                .address_at(address, allocation_id.as_deref())
+                .await?
+                .allocation_id()
+                .unwrap_or_default()
+                .to_string()),
             Front::Alb { target_group } => {
                 self.elb
                     .describe_target_groups()
@@ -863,15 +876,13 @@ impl Cloud for AwsClient {
 
     async fn front_members(&self, address: IpAddr) -> Result<Vec<Instance>, CloudError> {
         let ids: Vec<String> = match &self.settings.front {
-            Front::ElasticIp { .. } => {
-                let front = self.find_front(address).await?;
-                self.address(&front)
-                    .await?
-                    .instance_id()
-                    .map(str::to_string)
-                    .into_iter()
-                    .collect()
-            }
+            Front::ElasticIp { allocation_id } => self
+                .address_at(address, allocation_id.as_deref())
+                .await?
+                .instance_id()
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
             Front::Alb { target_group } => self
                 .targets(target_group)
                 .await?

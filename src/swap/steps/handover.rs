@@ -1,6 +1,5 @@
 //! The old server's final backup and the new one's catch-up restore.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +27,7 @@ impl Step<SwapState> for HandOver {
             return Ok(());
         }
         let timeout = ctx.config.swap.handover_timeout;
-        let ip: IpAddr = ctx
-            .address_now(&old.instance, old.address.parse().ok())
-            .await
-            .map_err(|_| {
-                StepError(format!(
-                    "state.json names {:?} as the old server's address",
-                    old.address
-                ))
-            })?;
+        let ip = ctx.address_of(&old).await?;
         let key = old.host_key.as_deref().ok_or_else(|| {
             StepError(format!(
                 "state.json has no host key for generation {}: baton cannot reach it safely\n  \
