@@ -223,16 +223,7 @@ fn fault_in_alb_attach_and_detach() {
 fn a_failure_after_the_commit_is_left_for_gc_not_undone() {
     let (r, old) = deployed();
     r.moto().fault(json!({"action": "TerminateInstances"}));
-    let (out, summary) = r.swap(&[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("needs attention"), "{err}");
-    assert!(err.contains(&old), "{err}");
-    let new = summary["instance"].as_str().unwrap().to_string();
-    assert_eq!(r.active(), (2, new.clone()));
-    ok(r.baton(&["gc"]));
-    r.assert_serving(2, &new);
-    assert_eq!(r.site_state().unwrap()["leftovers"], json!([]));
+    r.leaves_the_old_for_gc(&old);
 }
 
 #[test]

@@ -63,46 +63,45 @@ impl Drop for Rehearsal {
     }
 }
 
-impl Rehearsal {
-    pub fn start() -> Rehearsal {
-        Rehearsal::start_with(&[])
-    }
+/// What every rehearsal stands on, whatever the cloud: a directory, a /24 of loopback of
+/// its own (tests run side by side), sshd's port and the machines' directory.
+struct Ground {
+    dir: tempfile::TempDir,
+    net: String,
+    ssh_port: u16,
+    vms: PathBuf,
+}
 
-    /// With more of scripts/loopback-site's options, e.g. `["--watch", "30s"]`.
-    pub fn start_with(site_args: &[&str]) -> Rehearsal {
+impl Ground {
+    /// `base`: the second octet's range (each cloud its own, so they never share a /24).
+    fn new(base: u32) -> Ground {
         require("sshd", "openssh-server");
         require("prometheus", "prometheus");
         require("sudo", "sudo");
         let dir = tempfile::tempdir().unwrap();
-        // A /24 of loopback per rehearsal: tests run side by side.
         let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
-        let net = format!("127.{}.{}", 100 + std::process::id() % 100, 10 + n);
-        let eip = format!("{net}.2");
-        let ssh_port = free_port();
+        let net = format!("127.{}.{}", base + std::process::id() % 50, 10 + n);
         let vms = dir.path().join("vms");
         std::fs::create_dir_all(&vms).unwrap();
-        let vm = scripts().join("loopback-vm");
-        let exosim = Exosim::start_with_env(
-            &[
-                "--eip",
-                &eip,
-                "--forward",
-                "443",
-                "--forward",
-                &ssh_port.to_string(),
-                "--on-create",
-                &format!("{} create", vm.display()),
-                "--on-delete",
-                &format!("{} delete", vm.display()),
-            ],
-            &[
-                ("LOOPBACK_VM_DIR", vms.display().to_string()),
-                ("LOOPBACK_VM_BATON", BATON.to_string()),
-                ("LOOPBACK_VM_NET", net.clone()),
-            ],
-        );
-        let site = dir.path().join("site");
-        let store = dir.path().join("store");
+        Ground {
+            dir,
+            net,
+            ssh_port: free_port(),
+            vms,
+        }
+    }
+
+    /// The project made by scripts/loopback-site with `site_args`, `baton init`'s
+    /// `init` args, a file store, and its content published.
+    fn published(
+        self,
+        cloud: Backend,
+        address: String,
+        site_args: &[&str],
+        init: &[&str],
+    ) -> Rehearsal {
+        let site = self.dir.path().join("site");
+        let store = self.dir.path().join("store");
         // A small stand-in for the binary the server would download: the loopback VMs
         // run the local baton, so uploading 300 MB of debug build per test buys nothing.
         std::fs::create_dir_all(&site).unwrap();
@@ -114,48 +113,71 @@ impl Rehearsal {
             .args(["--handover-timeout", "60s"])
             .args(site_args)
             .args(["--agent-binary", "agent-binary", "--"])
-            .args(["--elastic-ip", &eip, "--ssh-port", &ssh_port.to_string()])
+            .args(init)
+            .args(["--ssh-port", &self.ssh_port.to_string()])
             .arg("--store")
             .arg(format!("file://{}", store.display()))
-            .args(["--cloud-endpoint", &exosim.url])
             .output()
             .unwrap());
         let r = Rehearsal {
-            dir,
-            cloud: Backend::Exosim(exosim),
-            net,
-            eip,
-            ssh_port,
+            dir: self.dir,
+            cloud,
+            net: self.net,
+            eip: address,
+            ssh_port: self.ssh_port,
             site,
-            vms,
+            vms: self.vms,
         };
-        ok(Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["publish", "-c"])
-            .arg(r.config())
-            .output()
-            .unwrap());
+        ok(r.command(&["publish"]).output().unwrap());
         r
+    }
+}
+
+impl Rehearsal {
+    pub fn start() -> Rehearsal {
+        Rehearsal::start_with(&[])
+    }
+
+    /// With more of scripts/loopback-site's options, e.g. `["--watch", "30s"]`.
+    pub fn start_with(site_args: &[&str]) -> Rehearsal {
+        let ground = Ground::new(100);
+        let eip = format!("{}.2", ground.net);
+        let vm = scripts().join("loopback-vm");
+        let exosim = Exosim::start_with_env(
+            &[
+                "--eip",
+                &eip,
+                "--forward",
+                "443",
+                "--forward",
+                &ground.ssh_port.to_string(),
+                "--on-create",
+                &format!("{} create", vm.display()),
+                "--on-delete",
+                &format!("{} delete", vm.display()),
+            ],
+            &[
+                ("LOOPBACK_VM_DIR", ground.vms.display().to_string()),
+                ("LOOPBACK_VM_BATON", BATON.to_string()),
+                ("LOOPBACK_VM_NET", ground.net.clone()),
+            ],
+        );
+        let url = exosim.url.clone();
+        let init = ["--elastic-ip", &eip, "--cloud-endpoint", &url];
+        ground.published(Backend::Exosim(exosim), eip.clone(), site_args, &init)
     }
 
     /// The same rehearsal on AWS as moto models it (scripts/moto-rehearsal): loopback
     /// machines behind moto's instances, and the front an Elastic IP or (`alb`) a target
     /// group with a stand-in load balancer.
     pub fn start_aws(alb: bool) -> Rehearsal {
-        require("sshd", "openssh-server");
-        require("prometheus", "prometheus");
-        require("sudo", "sudo");
-        let dir = tempfile::tempdir().unwrap();
-        let n = NEXT_NET.fetch_add(1, Ordering::SeqCst);
-        let net = format!("127.{}.{}", 200 + std::process::id() % 50, 10 + n);
-        let ssh_port = free_port();
-        let vms = dir.path().join("vms");
-        std::fs::create_dir_all(&vms).unwrap();
-        let lb = format!("{net}.1");
-        let port = ssh_port.to_string();
+        let ground = Ground::new(200);
+        let lb = format!("{}.1", ground.net);
+        let port = ground.ssh_port.to_string();
         let vm = scripts().join("loopback-vm").display().to_string();
         let mut extra = vec![
             "--net",
-            &net,
+            &ground.net,
             "--forward",
             "443",
             "--forward",
@@ -169,16 +191,12 @@ impl Rehearsal {
         let moto = Moto::start(
             &extra,
             &[
-                ("LOOPBACK_VM_DIR", vms.display().to_string()),
+                ("LOOPBACK_VM_DIR", ground.vms.display().to_string()),
                 ("LOOPBACK_VM_BATON", BATON.to_string()),
             ],
         );
         let (subnet, eip, group) = super::moto::account(&moto, alb);
-        let address = if alb { lb } else { eip };
-        let site = dir.path().join("site");
-        let store = dir.path().join("store");
-        std::fs::create_dir_all(&site).unwrap();
-        std::fs::write(site.join("agent-binary"), b"#!/bin/sh\nexit 0\n").unwrap();
+        let address = if alb { lb.clone() } else { eip };
         let mut init = vec![
             "--cloud".to_string(),
             "aws".into(),
@@ -188,43 +206,21 @@ impl Rehearsal {
             subnet,
             "--elastic-ip".into(),
             address.clone(),
-            "--ssh-port".into(),
-            port.clone(),
-            "--store".into(),
-            format!("file://{}", store.display()),
             "--cloud-endpoint".into(),
             moto.url.clone(),
         ];
         if let Some(arn) = group {
             init.extend(["--front".into(), "alb".into(), "--target-group".into(), arn]);
         }
-        ok(Command::new(scripts().join("loopback-site"))
-            .arg(BATON)
-            .arg(&site)
-            .args(["--boot-timeout", "40s", "--health-timeout", "15s"])
-            .args(["--handover-timeout", "60s"])
-            // An AMI moto knows, by name and owner as an operator may name one.
-            .args([
-                "--template",
-                "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
-                "--set",
-                "instance.image_owner=amazon",
-            ])
-            .args(["--agent-binary", "agent-binary", "--"])
-            .args(&init)
-            .output()
-            .unwrap());
-        let r = Rehearsal {
-            dir,
-            cloud: Backend::Moto { moto, alb },
-            net,
-            eip: address,
-            ssh_port,
-            site,
-            vms,
-        };
-        ok(r.command(&["publish"]).output().unwrap());
-        r
+        let init: Vec<&str> = init.iter().map(String::as_str).collect();
+        // An AMI moto knows, by name and owner as an operator may name one.
+        let site_args = [
+            "--template",
+            "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
+            "--set",
+            "instance.image_owner=amazon",
+        ];
+        ground.published(Backend::Moto { moto, alb }, address, &site_args, &init)
     }
 
     pub fn exosim(&self) -> &Exosim {
@@ -561,6 +557,34 @@ impl Rehearsal {
         std::fs::create_dir_all(self.store().join("artifacts").join(&sha).join("in-the-way"))
             .unwrap();
         sha
+    }
+
+    /// A swap whose deletion of the old instance fails (the fault set up by the caller):
+    /// past the commit it is not undone, exits 3 naming the leftover, and `baton gc`
+    /// finishes it.
+    pub fn leaves_the_old_for_gc(&self, old: &str) {
+        let r = self;
+        let (out, summary) = r.swap(&[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("needs attention"), "{err}");
+        assert!(err.contains(old), "{err}");
+        let new = summary["instance"].as_str().unwrap().to_string();
+        assert_eq!(r.active(), (2, new.clone()));
+        let leftovers = r.site_state().unwrap()["leftovers"].clone();
+        assert_eq!(leftovers[0]["kind"], "instance", "{leftovers}");
+        assert_eq!(leftovers[0]["name"], old, "{leftovers}");
+        assert_eq!(leftovers[0]["generation"], 1, "{leftovers}");
+        assert!(
+            ok(r.baton(&["status"])).contains(&format!("leftover: instance {old} (generation 1)")),
+            "status names the leftover"
+        );
+        // Not unfinished: a new swap or gc may run. gc deletes the old instance, and with
+        // it the record of the leftover.
+        ok(r.baton(&["gc"]));
+        r.assert_serving(2, &new);
+        assert_eq!(r.site_state().unwrap()["leftovers"], json!([]));
+        assert!(!ok(r.baton(&["status"])).contains("leftover"));
     }
 
     /// `bundle.up` fails after starting the stack, as a failed image pull would.
