@@ -553,3 +553,25 @@ fn missing_aws_credentials_are_exit_2_naming_the_variables() {
         ],
     );
 }
+
+#[test]
+fn a_target_group_without_the_alb_front_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let arn =
+        "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/blog/0123456789abcdef";
+    let out = baton(
+        dir.path(),
+        &[
+            "init",
+            "--dir",
+            ".",
+            "--cloud",
+            "aws",
+            "--target-group",
+            arn,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_has(&stderr(&out), &["--target-group", "--front alb"]);
+    assert!(!dir.path().join("baton.toml").exists());
+}

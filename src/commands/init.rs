@@ -25,7 +25,7 @@ fn aws_template(args: &InitArgs) -> String {
     // Invariant: the embedded template has both tables in this order.
     let end = TEMPLATE.find("[image]\n").unwrap_or(TEMPLATE.len());
     let front = match &args.target_group {
-        Some(arn) if args.front == "alb" => format!("front = \"alb\"\ntarget_group = {}", quoted(arn)),
+        Some(arn) => format!("front = \"alb\"\ntarget_group = {}", quoted(arn)),
         _ => "front = \"elastic-ip\"\n# allocation_id = \"eipalloc-0123456789abcdef0\"   (checked against elastic_ip)".to_string(),
     };
     let tables = AWS_TABLES
@@ -36,6 +36,14 @@ fn aws_template(args: &InitArgs) -> String {
 }
 
 pub fn run(args: &InitArgs) -> Result<(), Error> {
+    // Checked before anything is written: a target group beside another front would be
+    // dropped without a word.
+    if args.target_group.is_some() && (args.cloud != "aws" || args.front != "alb") {
+        return Err(Error::bad_input(
+            "--target-group names an ALB target group, and the front is not one",
+            "add --cloud aws --front alb, or leave --target-group out",
+        ));
+    }
     let dir = &args.dir;
     let keys = dir.join("keys");
     let config_path = dir.join("baton.toml");
