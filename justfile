@@ -5,15 +5,18 @@ default:
     @just --list
 
 # Lint, then run every test against the real programs (sshd, cloud-init, nft, ...).
+# Four at a time on two cores: most of a test's time is waiting on a loopback VM, sshd,
+# moto or exosim, not computing (the integration tests took 670 s so, BENCHMARKS.md).
 test: lint
-    cargo test --all-targets
+    cargo test --all-targets -- --test-threads 4
 
 # Formatting and clippy, warnings as errors.
 lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# The rehearsal of a swap on real VMs (qemu), no cloud account needed (root; ~15 min cold).
+# The rehearsal of a swap on real VMs (qemu), no cloud account needed (root; cold figure
+# in BENCHMARKS.md).
 demo:
     rehearsal/run demo
 

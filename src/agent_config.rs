@@ -35,6 +35,10 @@ pub struct AgentConfig {
     /// Where the host keeps its own state (the restore-verified marker, the backup lock).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// The host CA's public key (OpenSSH): `state.json` counts only when it signed it
+    /// (`store::sealed`). An agent.toml of an older baton has none and checks nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_signer: Option<String>,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -64,9 +64,21 @@ pub enum Command {
     /// Send the site's content (`content.dir`) to the store; servers pull it within
     /// `content.pull_interval`, no swap needed.
     Publish(PublishArgs),
+    /// Sign a store an older baton wrote: state.json and finished journals are checked
+    /// against the cloud, then signed with the host CA key (once per site).
+    Adopt(AdoptArgs),
     /// (host) The steps a swap runs on a server over SSH.
     #[command(subcommand)]
     Host(HostCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Say what would be signed, sign nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

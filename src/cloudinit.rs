@@ -233,6 +233,10 @@ pub fn render(
             ..Default::default()
         },
         state_dir: "/var/lib/baton".into(),
+        // The CA that signed this server's certificate signs the operator's objects too.
+        store_signer: ssh_key::PublicKey::from(secrets.host_certificate.signature_key().clone())
+            .to_openssh()
+            .ok(),
     };
     let agent_toml =
         toml::to_string(&agent_config).map_err(|e| UserDataError::Encode(e.to_string()))?;

@@ -47,6 +47,14 @@ pub const SMALL_FILE_LIMIT: u64 = 1 << 20;
 pub fn read_small(path: &Path) -> io::Result<String> {
     let limit = SMALL_FILE_LIMIT;
     use std::io::Read;
+    // Looked at before it is opened: opening a FIFO for reading waits for a writer, so a
+    // config or key path that names one would hang baton instead of failing.
+    if !fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
     let file = File::open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(

@@ -67,7 +67,7 @@ pub fn render(
         config.ssh.cert_lifetime,
     )?;
 
-    let credentials = store_credentials_from_env();
+    let credentials = store_credentials_from_env(config)?;
     let secrets = HostSecrets {
         host_key: &host_key,
         host_certificate: &host_certificate,
@@ -84,16 +84,113 @@ pub fn render(
     })
 }
 
-/// The host's agent gets the operator's object-store credentials, if they are set.
-fn store_credentials_from_env() -> Option<StoreCredentials> {
-    let id = std::env::var("AWS_ACCESS_KEY_ID")
-        .ok()
-        .filter(|s| !s.is_empty())?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-        .ok()
-        .filter(|s| !s.is_empty())?;
-    Some(StoreCredentials {
-        access_key_id: id,
-        secret_access_key: Zeroizing::new(secret),
-    })
+/// The variables that hold the servers' own store key: what `agent.env` on every server
+/// gets. Every server can be broken into, so it is a key for the bucket alone, never the
+/// operator's cloud key (issue 29; README, "Which key goes where").
+pub const SERVER_KEY_ID: &str = "BATON_SERVER_ACCESS_KEY_ID";
+pub const SERVER_SECRET: &str = "BATON_SERVER_SECRET_ACCESS_KEY";
+
+/// Where the servers' store key comes from, and the problem with it, if any.
+pub struct ServerKey {
+    pub credentials: Option<StoreCredentials>,
+    /// The variable it came from, for messages.
+    pub from: &'static str,
+    /// Why no user-data may carry it (it is the cloud's key, or half of it is missing).
+    pub problem: Option<(String, &'static str)>,
+    /// Why a swap must not go ahead without one: the store is S3 and the servers would
+    /// hold no key for it (`render` still shows what they would get).
+    pub missing: Option<(String, &'static str)>,
+}
+
+/// The servers' store key: `BATON_SERVER_ACCESS_KEY_ID`/`_SECRET_ACCESS_KEY`; without
+/// them, on Exoscale (where `AWS_*` is only ever the store's key) the operator's store
+/// key. Never the cloud's own key: the same key id as `EXOSCALE_API_KEY`, or on AWS as
+/// `AWS_ACCESS_KEY_ID`, is refused.
+pub fn server_key(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> ServerKey {
+    let var = |v: &str| env(v).filter(|s| !s.is_empty());
+    let aws = config.aws().is_some();
+    let cloud_var = if aws {
+        "AWS_ACCESS_KEY_ID"
+    } else {
+        "EXOSCALE_API_KEY"
+    };
+    let problem = |message: String, fix: &'static str| ServerKey {
+        credentials: None,
+        from: SERVER_KEY_ID,
+        problem: Some((message, fix)),
+        missing: None,
+    };
+    let none = |message: String| ServerKey {
+        credentials: None,
+        from: SERVER_KEY_ID,
+        problem: None,
+        missing: config.store.url.starts_with("s3://").then_some((
+            message,
+            "create a key for the bucket alone (README, \"Which key goes where\") and export \
+             it as BATON_SERVER_ACCESS_KEY_ID and BATON_SERVER_SECRET_ACCESS_KEY",
+        )),
+    };
+    let (id, secret, from) = match (var(SERVER_KEY_ID), var(SERVER_SECRET)) {
+        (Some(id), Some(secret)) => (id, secret, SERVER_KEY_ID),
+        (Some(_), None) | (None, Some(_)) => {
+            return problem(
+                format!("only one of {SERVER_KEY_ID} and {SERVER_SECRET} is set"),
+                "set both (the servers' store key and its secret), or neither",
+            );
+        }
+        (None, None) if aws => {
+            return none(format!(
+                "the servers need a store key of their own ({SERVER_KEY_ID} and \
+                 {SERVER_SECRET}): on AWS, AWS_ACCESS_KEY_ID is the operator's cloud key, and \
+                 baton never writes it onto a server"
+            ));
+        }
+        (None, None) if var("AWS_SESSION_TOKEN").is_some() => {
+            return none(format!(
+                "the operator's store key is temporary (AWS_SESSION_TOKEN is set): it expires, \
+                 so the servers cannot use it; set {SERVER_KEY_ID} and {SERVER_SECRET}"
+            ));
+        }
+        (None, None) => match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => (id, secret, "AWS_ACCESS_KEY_ID"),
+            _ => {
+                return none(format!(
+                    "the servers would hold no key for the store: neither {SERVER_KEY_ID} \
+                     nor AWS_ACCESS_KEY_ID (static keys; AWS_PROFILE and temporary keys do \
+                     not reach a server) is set"
+                ));
+            }
+        },
+    };
+    if var(cloud_var).as_deref() == Some(id.as_str()) {
+        return problem(
+            format!(
+                "the servers' store key ({from}, the key ending in {}) is the operator's cloud \
+                 key ({cloud_var}): every server would hold it, and one broken server would \
+                 hold the cloud account",
+                crate::cloud::key_tail(&id)
+            ),
+            "give the servers a key for the bucket alone in BATON_SERVER_ACCESS_KEY_ID and \
+             BATON_SERVER_SECRET_ACCESS_KEY (on Exoscale an IAM role limited to the bucket, \
+             on AWS an IAM policy for the bucket's prefixes; README, \"Which key goes where\")",
+        );
+    }
+    ServerKey {
+        credentials: Some(StoreCredentials {
+            access_key_id: id,
+            secret_access_key: Zeroizing::new(secret),
+        }),
+        from,
+        problem: None,
+        missing: None,
+    }
+}
+
+/// The servers' store key from the process environment, or the reason there is none.
+fn store_credentials_from_env(config: &Config) -> Result<Option<StoreCredentials>, Error> {
+    let key = server_key(config, &|v| std::env::var(v).ok());
+    match key.problem {
+        Some((message, fix)) => Err(Error::bad_input(message, fix)),
+        None => Ok(key.credentials),
+    }
 }

@@ -186,6 +186,16 @@ pub enum StateError {
     },
 }
 
+impl crate::error::Classify for StateError {
+    /// Store credentials, or a state.json nobody signed: a human looks first (exit 2).
+    fn is_bad_input(&self) -> bool {
+        match self {
+            StateError::Store(e) => e.is_bad_input(),
+            StateError::Corrupt { .. } => false,
+        }
+    }
+}
+
 /// The store's state, or `None` before the first swap committed.
 pub async fn read(store: &dyn ObjectStore) -> Result<Option<SiteState>, StateError> {
     match store.get(KEY).await? {

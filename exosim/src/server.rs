@@ -488,8 +488,10 @@ impl Sim {
                 let w = lock(&self.world);
                 serde_json::to_vec_pretty(&*w)
             };
+            // The world holds every instance's user-data, and with it their private keys:
+            // owner only, as baton keeps it.
             if let Ok(text) = text
-                && let Err(e) = baton::fsutil::write_atomic(path, &text, baton::fsutil::PUBLIC)
+                && let Err(e) = baton::fsutil::write_atomic(path, &text, baton::fsutil::PRIVATE)
             {
                 tracing::error!("exosim: cannot save state: {e}");
             }

@@ -504,6 +504,10 @@ async fn state_file_survives_a_restart() {
         .unwrap()
         .expect("the instance survived the restart");
     assert_eq!(found.name, "blog-1");
+    // It holds the instances' user-data (their private keys): owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
 }
 
 #[tokio::test]

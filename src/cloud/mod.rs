@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod exoscale;
+pub mod guard;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -140,6 +141,30 @@ pub trait Cloud: Send + Sync {
     async fn front_members(&self, address: IpAddr) -> Result<Vec<Instance>, CloudError>;
 }
 
+/// Deletes instance `id` only while it carries generation `generation`'s label (gone is
+/// success): an id that a journal or state.json names is deleted as that generation or
+/// not at all, whatever else the store says.
+pub async fn delete_generation(
+    cloud: &dyn Cloud,
+    id: &str,
+    generation: u64,
+) -> Result<(), CloudError> {
+    let Some(i) = cloud.get_instance(id).await? else {
+        return Ok(());
+    };
+    let label = i.labels.get(LABEL_GENERATION);
+    if label != Some(&generation.to_string()) {
+        return Err(CloudError::NotOurs {
+            what: format!("instance {id} ({})", i.name),
+            site: i.labels.get(LABEL_SITE).cloned().unwrap_or_default(),
+            why: format!(
+                "it was named as generation {generation}, and its {LABEL_GENERATION} label is {label:?}"
+            ),
+        });
+    }
+    cloud.delete_instance(id).await
+}
+
 /// Puts the front back on `keep` alone after `drop` was added: `keep` first, so a front
 /// that moves never points at nobody, then `drop` out.
 pub async fn front_back_to(
@@ -239,6 +264,18 @@ pub enum CloudError {
     Decode { request: String, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// Something read from the store named a resource that is not the site's: refused
+    /// before any request that would change it (see `guard`).
+    #[error(
+        "refused to touch {what}: it is not site {site}'s ({why})\n  fix: what named it came \
+         from the store, which every server can write; check `baton status` and the store's \
+         journals and state.json, and who holds the store's keys"
+    )]
+    NotOurs {
+        what: String,
+        site: String,
+        why: String,
+    },
 }
 
 impl crate::error::Classify for CloudError {
@@ -250,6 +287,7 @@ impl crate::error::Classify for CloudError {
             CloudError::MissingCredentials { .. }
                 | CloudError::NotFound { .. }
                 | CloudError::Forbidden { .. }
+                | CloudError::NotOurs { .. }
         )
     }
 }

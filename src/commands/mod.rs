@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod adopt;
 pub mod agent;
 pub mod backup;
 pub mod bake;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Bake(args) => block_on(bake::run(&args)),
         Command::Publish(args) => block_on(publish::run(&args)),
         Command::Swap(args) => block_on(swap::run(&args)),
+        Command::Adopt(args) => block_on(adopt::run(&args)),
         Command::Rollback(args) => block_on(rollback::run(&args)),
     }
 }
@@ -84,7 +86,21 @@ impl HostContext {
                         .map(str::to_string)
                 })
         };
-        let store = crate::store::open_with(&config.store, &env).await?;
+        let mut store = crate::store::open_with(&config.store, &env).await?;
+        // The operator's objects are checked with the host CA's public key: this server,
+        // like every other, can write to the store, but not as the operator.
+        if let Some(ca) = &config.store_signer {
+            let ca = ssh_key::PublicKey::from_openssh(ca).map_err(|e| {
+                Error::bad_input(
+                    format!(
+                        "{}: store_signer is not an OpenSSH public key: {e}",
+                        args.path.display()
+                    ),
+                    "the swap writes it; render the user-data again",
+                )
+            })?;
+            store = std::sync::Arc::new(crate::store::sealed::Sealed::verifying(store, ca));
+        }
         Ok(HostContext {
             host,
             config,
@@ -108,11 +124,31 @@ pub(crate) fn print(json: bool, value: &impl serde::Serialize, human: impl FnOnc
             serde_json::to_string_pretty(value).unwrap_or_default()
         );
     } else {
-        println!("{}", human());
+        println!("{}", printable(&human()));
     }
 }
 
-/// The operator side's cloud client and store, from baton.toml and the environment.
+/// `text` with every control character but the newline shown escaped: what a report
+/// prints comes partly from the store, which every server can write, and a planted
+/// terminal escape (a cleared screen, fake lines, OSC 52 into the clipboard) or a bidi
+/// override must reach the operator's terminal as visible text, not as a command.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && c != '\n') || bidi {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The operator side's cloud client and store, from baton.toml and the environment. The
+/// cloud is fenced to the site (`cloud::guard`) and the store signs and checks the
+/// operator's own objects (`store::sealed`): what the store says never reaches the cloud
+/// unchecked, since every server can write to it.
 pub(crate) async fn operator(
     config: &crate::config::Config,
 ) -> Result<
@@ -122,7 +158,7 @@ pub(crate) async fn operator(
     ),
     Error,
 > {
-    let cloud: std::sync::Arc<dyn crate::cloud::Cloud> = match config.aws() {
+    let provider: std::sync::Arc<dyn crate::cloud::Cloud> = match config.aws() {
         Some(settings) => std::sync::Arc::new(crate::cloud::aws::AwsClient::new(settings).await?),
         None => {
             let creds = crate::cloud::exoscale::Credentials::from_env()?;
@@ -133,6 +169,34 @@ pub(crate) async fn operator(
             )?)
         }
     };
+    let cloud = std::sync::Arc::new(crate::cloud::guard::SiteOnly::new(
+        provider,
+        &config.site.name,
+        &config.key_prefix(),
+        config.cloud.elastic_ip,
+    ));
     let store = crate::store::open(&config.store).await?;
-    Ok((cloud, store))
+    Ok((cloud, sealed(config, store)?))
+}
+
+/// The store as the operator sees it: signing with the host CA key, or, where only its
+/// public half is at hand (a read-only look from another machine), checking only.
+pub(crate) fn sealed(
+    config: &crate::config::Config,
+    store: std::sync::Arc<dyn crate::store::ObjectStore>,
+) -> Result<std::sync::Arc<dyn crate::store::ObjectStore>, Error> {
+    use crate::store::sealed::Sealed;
+    let key = config.host_ca_key();
+    let sealed = if key.exists() {
+        let ca = crate::identity::ssh::load_private(
+            &key,
+            "the SSH host CA key (ssh.host_ca)",
+            "keep the CA that `baton init` made in keys/, unencrypted, mode 0600",
+        )?;
+        Sealed::signing(store, ca)
+    } else {
+        let ca = crate::identity::ssh::load_public(&config.host_ca_pub(), "ssh.host_ca's .pub")?;
+        Sealed::verifying(store, ca)
+    };
+    Ok(std::sync::Arc::new(sealed))
 }

@@ -18,9 +18,75 @@ struct Plan {
     /// The recipe's hash, when the template is the site's bake (or should be).
     recipe_hash: Option<String>,
     replaces: Option<String>,
-    steps: Vec<&'static str>,
+    steps: Vec<String>,
     /// Why a swap started now would not go ahead.
     blockers: Vec<String>,
+    /// Which key goes where (issue 29): the variable and the key's last four characters.
+    keys: Keys,
+    /// What a careful operator changes, though the swap would go ahead.
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Keys {
+    /// The operator's cloud key: this machine only.
+    cloud: Option<String>,
+    /// The operator's store key: this machine only.
+    store: Option<String>,
+    /// The servers' store key: written into every server's agent.env.
+    servers: Option<String>,
+}
+
+/// `VAR (…tail)` for a key set in `var`.
+fn named(var: &str) -> Option<String> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("{var} (ending in {})", crate::cloud::key_tail(&v)))
+}
+
+/// Which key goes where, and what to change about it.
+fn keys(config: &Config) -> (Keys, Vec<String>) {
+    let aws = config.aws().is_some();
+    let cloud_var = if aws {
+        "AWS_ACCESS_KEY_ID"
+    } else {
+        "EXOSCALE_API_KEY"
+    };
+    let server = crate::generation::server_key(config, &|v| std::env::var(v).ok());
+    let keys = Keys {
+        cloud: named(cloud_var),
+        store: named("AWS_ACCESS_KEY_ID"),
+        servers: server.credentials.as_ref().map(|c| {
+            format!(
+                "{} (ending in {})",
+                server.from,
+                crate::cloud::key_tail(&c.access_key_id)
+            )
+        }),
+    };
+    let mut warnings = Vec::new();
+    let id = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    if !aws
+        && id("AWS_ACCESS_KEY_ID").is_some()
+        && id("AWS_ACCESS_KEY_ID") == id("EXOSCALE_API_KEY")
+    {
+        warnings.push(
+            "one Exoscale API key is both the cloud's and the store's: give the store a key \
+             of its own (an IAM role limited to the bucket), so that what handles the store \
+             never holds the cloud account"
+                .to_string(),
+        );
+    }
+    if server.from == "AWS_ACCESS_KEY_ID" && server.credentials.is_some() {
+        warnings.push(
+            "the servers get the operator's store key (AWS_ACCESS_KEY_ID): set \
+             BATON_SERVER_ACCESS_KEY_ID and BATON_SERVER_SECRET_ACCESS_KEY to a key for the \
+             bucket alone"
+                .to_string(),
+        );
+    }
+    (keys, warnings)
 }
 
 pub async fn run(args: &ReportArgs) -> Result<(), Error> {
@@ -67,20 +133,31 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         ));
     }
     blockers.extend(crate::swap::preflight::local(&config));
+    blockers.extend(crate::swap::preflight::server_key_missing(&config));
     for u in &overview.unfinished {
         blockers.push(format!("unfinished {u}: resume or abort it first"));
     }
-    let mut steps = vec![
+    let mut steps: Vec<String> = [
         "take the deploy lock",
         "prepare: host key + certificate, TLS origin cert, provisioning key, user-data, bundle, upload artifacts",
         "register the provisioning key",
-        "create the instance (found by label if it exists)",
-        "wait: running, SSH with the pinned host key, cloud-init, baton restore",
-        "upload the bundle and start the stack",
-        "health-check the new instance over HTTPS, TLS pinned to the project's CA",
-    ];
+    ]
+    .map(String::from)
+    .into();
+    if let Some(p) = overview.state.as_ref().and_then(|s| s.previous.as_ref()) {
+        steps.push(format!(
+            "delete generation {} ({}), kept for a rollback, before the new server boots: two \
+             servers at most, and no rollback to it afterwards",
+            p.active.generation, p.active.instance
+        ));
+    }
+    let mut push = |step: &str| steps.push(step.to_string());
+    push("create the instance (found by label if it exists)");
+    push("wait: running, SSH with the pinned host key, cloud-init, baton restore");
+    push("upload the bundle and start the stack");
+    push("health-check the new instance over HTTPS, TLS pinned to the project's CA");
     if replaces.is_some() {
-        steps.push("hand-over: final backup on the old host, catch-up on the new");
+        push("hand-over: final backup on the old host, catch-up on the new");
     }
     use crate::cloud::aws::Front;
     let (attach, detach) = match config.aws().map(|aws| aws.front) {
@@ -97,22 +174,23 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
             "detach the Elastic IP from the old instance",
         ),
     };
-    steps.push(attach);
-    steps.push("verify through the address");
+    push(attach);
+    push("verify through the address");
     if replaces.is_some() {
-        steps.push(detach);
+        push(detach);
     }
-    steps.push("commit state.json (point of no return)");
-    steps.push("delete the provisioning key and the generation kept before the old one");
+    push("commit state.json (point of no return)");
+    push("delete the provisioning key");
     if replaces.is_some() {
-        steps.push(
+        push(
             "watch the site through the address for swap.watch: failing checks roll back to the old instance",
         );
-        steps.push(
+        push(
             "delete the old instance, or keep it detached for swap.keep_previous (`baton rollback`)",
         );
     }
-    steps.push("release the lock");
+    push("release the lock");
+    let (keys, warnings) = keys(&config);
     let plan = Plan {
         generation,
         instance_name: name,
@@ -123,6 +201,8 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         replaces,
         steps,
         blockers,
+        keys,
+        warnings,
     };
     super::print(args.json, &plan, || {
         let mut s = format!(
@@ -138,6 +218,17 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         s.push_str(":\n");
         for (i, step) in plan.steps.iter().enumerate() {
             s.push_str(&format!("  {i:>2}. {step}\n"));
+        }
+        let unset = || "not set".to_string();
+        s.push_str(&format!(
+            "keys: cloud {} (this machine only); store {} (this machine only); servers' \
+             store key {} (every server's agent.env)\n",
+            plan.keys.cloud.clone().unwrap_or_else(unset),
+            plan.keys.store.clone().unwrap_or_else(unset),
+            plan.keys.servers.clone().unwrap_or_else(unset),
+        ));
+        for w in &plan.warnings {
+            s.push_str(&format!("warning: {w}\n"));
         }
         if plan.blockers.is_empty() {
             s.push_str(

@@ -105,6 +105,12 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
             ));
         }
     }
+    // Checked once the deploy key and the store are known good: a new generation whose
+    // servers could not reach an S3 store would serve without backups.
+    let no_server_key = match mode {
+        Mode::Start { .. } => crate::swap::preflight::server_key_missing(&config),
+        _ => None,
+    };
     let finished = execute(
         config,
         SagaKind::Swap,
@@ -112,6 +118,10 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         args.lock_wait,
         args.template.clone(),
         |store| async move {
+            if let Some(missing) = no_server_key {
+                let (message, fix) = missing.split_once("\n  fix: ").unwrap_or((&missing, ""));
+                return Err(Error::bad_input(message.to_string(), fix.to_string()));
+            }
             if let Mode::Start { .. } = mode
                 && !crate::content::is_published(store.as_ref()).await?
             {

@@ -125,6 +125,16 @@ pub fn artifact(sha256: &str) -> String {
     format!("{ARTIFACTS}{sha256}")
 }
 
+/// Is `key` an artifact's, `artifacts/` and a sha256 (64 lowercase hex digits)? Nothing
+/// else may be deleted as one.
+pub fn is_artifact(key: &str) -> bool {
+    key.strip_prefix(ARTIFACTS).is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 const MANIFEST_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 /// `backups/manifests/20261122T101500.123Z-g7.json`: names sort by time.

@@ -8,6 +8,7 @@
 pub mod fs;
 pub mod layout;
 pub mod s3;
+pub mod sealed;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +75,30 @@ pub enum StoreError {
          MinIO, Garage) or the local file store"
     )]
     NoConditionalWrites { store: String },
+    /// Credentials or rights to fix: exit 2, as the cloud's 403 is.
+    #[error(
+        "the store refused to {op} {key} in {store} (HTTP 403: {code}: {message})\n  fix: \
+         check the store key (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY here, \
+         /etc/baton/agent.env on a server), its rights on the bucket, and this machine's clock"
+    )]
+    Forbidden {
+        op: &'static str,
+        key: String,
+        store: String,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "{key} in {store} is refused: {why}. Only the operator writes it, signed with the \
+         site's host CA key, and every server can write to the store\n  fix: if a baton older \
+         than the signatures wrote it, `baton adopt` checks what it names against the cloud and \
+         signs it; otherwise someone else wrote it: look at it, and at who holds the store's keys"
+    )]
+    NotSealed {
+        key: String,
+        store: String,
+        why: String,
+    },
 }
 
 impl crate::error::Classify for StoreError {
@@ -81,7 +106,10 @@ impl crate::error::Classify for StoreError {
     fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            StoreError::BadUrl { .. } | StoreError::MissingCredentials { .. }
+            StoreError::BadUrl { .. }
+                | StoreError::MissingCredentials { .. }
+                | StoreError::Forbidden { .. }
+                | StoreError::NotSealed { .. }
         )
     }
 }

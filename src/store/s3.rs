@@ -149,6 +149,52 @@ impl S3Store {
         }
     }
 
+    /// An SDK error as the HTTP status, the service's code and its message, nothing
+    /// more: S3's answers can carry the request's access key id (and with temporary keys
+    /// its session token), as SignatureDoesNotMatch's does, and they never reach a log.
+    fn sdk<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let reason = match &e {
+            SdkError::ServiceError(se) if se.raw().status().as_u16() == 403 => {
+                let err = se.err();
+                return StoreError::Forbidden {
+                    op,
+                    key: key.to_string(),
+                    store: self.url.clone(),
+                    code: err.code().unwrap_or("(no code)").to_string(),
+                    message: err.message().unwrap_or("(no message)").to_string(),
+                };
+            }
+            SdkError::ServiceError(se) => {
+                let err = se.err();
+                format!(
+                    "HTTP {}: {}: {}",
+                    se.raw().status().as_u16(),
+                    err.code().unwrap_or("(no code)"),
+                    err.message().unwrap_or("(no message)")
+                )
+            }
+            SdkError::ResponseError(r) => format!(
+                "an answer that could not be read (HTTP {})",
+                r.raw().status().as_u16()
+            ),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        StoreError::Io {
+            op,
+            key: key.to_string(),
+            store: self.url.clone(),
+            reason,
+        }
+    }
+
     async fn put_if_absent(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError> {
         let r = self
             .client
@@ -162,7 +208,7 @@ impl S3Store {
         match r {
             Ok(_) => Ok(Created::Created),
             Err(e) if status(&e) == Some(412) => Ok(Created::AlreadyExists),
-            Err(e) => Err(self.io("create", key, e)),
+            Err(e) => Err(self.sdk("create", key, e)),
         }
     }
 
@@ -190,7 +236,7 @@ impl S3Store {
             .key(&full)
             .send()
             .await
-            .map_err(|e| self.io("start upload of", key, e))?;
+            .map_err(|e| self.sdk("start upload of", key, e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_string();
         let result = async {
             let mut file = tokio::fs::File::open(path)
@@ -225,7 +271,7 @@ impl S3Store {
                     .body(ByteStream::from(buf[..filled].to_vec()))
                     .send()
                     .await
-                    .map_err(|e| self.io("upload a part of", key, e))?;
+                    .map_err(|e| self.sdk("upload a part of", key, e))?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -248,7 +294,7 @@ impl S3Store {
                 )
                 .send()
                 .await
-                .map_err(|e| self.io("complete upload of", key, e))?;
+                .map_err(|e| self.sdk("complete upload of", key, e))?;
             Ok(total)
         }
         .await;
@@ -281,7 +327,7 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| self.io("write", key, e))?;
+            .map_err(|e| self.sdk("write", key, e))?;
         Ok(())
     }
 
@@ -303,7 +349,7 @@ impl ObjectStore for S3Store {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.io("write", key, e))?;
+            .map_err(|e| self.sdk("write", key, e))?;
         Ok(size)
     }
 
@@ -339,7 +385,7 @@ impl ObjectStore for S3Store {
             {
                 Ok(None)
             }
-            Err(e) => Err(self.io("read", key, e)),
+            Err(e) => Err(self.sdk("read", key, e)),
         }
     }
 
@@ -362,7 +408,7 @@ impl ObjectStore for S3Store {
             {
                 return Ok(None);
             }
-            Err(e) => return Err(self.io("read", key, e)),
+            Err(e) => return Err(self.sdk("read", key, e)),
         };
         // Network chunks are small; each tokio file write is a trip to the blocking pool.
         let file = tokio::fs::File::create(path)
@@ -411,7 +457,7 @@ impl ObjectStore for S3Store {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.io("list", prefix, e))?;
+            let page = page.map_err(|e| self.sdk("list", prefix, e))?;
             for o in page.contents() {
                 if let Some(k) = o.key()
                     && k.len() >= strip
@@ -439,7 +485,7 @@ impl ObjectStore for S3Store {
         {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(self.io("delete", key, e)),
+            Err(e) => Err(self.sdk("delete", key, e)),
         }
     }
 

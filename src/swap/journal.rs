@@ -156,10 +156,15 @@ pub async fn list(store: &dyn ObjectStore) -> Result<Vec<Listed>, StoreError> {
         let Some(id) = layout::journal_id(&o.key).map(str::to_string) else {
             continue;
         };
-        let Some(bytes) = store.get(&o.key).await? else {
-            continue; // deleted since the listing
+        let journal = match store.get(&o.key).await {
+            Ok(Some(bytes)) => Entry::parse(&id, &bytes),
+            Ok(None) => continue, // deleted since the listing
+            // Listed as unreadable, so that it blocks swaps until a human looks.
+            Err(StoreError::NotSealed { why, .. }) => Err(format!(
+                "{why} (`baton adopt` signs a journal an older baton wrote)"
+            )),
+            Err(e) => return Err(e),
         };
-        let journal = Entry::parse(&id, &bytes);
         out.push(Listed {
             key: o.key,
             journal,

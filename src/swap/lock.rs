@@ -165,8 +165,15 @@ impl DeployLock {
         let Some(epoch) = self.highest().await? else {
             return Ok(None);
         };
-        let Some(bytes) = self.store.get(&layout::lock(epoch)).await? else {
-            return Ok(None); // deleted between list and get: treat as free; create_new decides
+        let bytes = match self.store.get(&layout::lock(epoch)).await {
+            Ok(Some(bytes)) => bytes,
+            // Deleted between list and get: treat as free; create_new decides.
+            Ok(None) => return Ok(None),
+            // Not the operator's (store::sealed): a server put it there.
+            Err(crate::store::StoreError::NotSealed { .. }) => {
+                return Ok(Some(Self::void(epoch, "not signed by the site's key")));
+            }
+            Err(e) => return Err(e.into()),
         };
         let now = unix_seconds(self.clock.now());
         let lease = match serde_json::from_slice::<Lease>(&bytes) {

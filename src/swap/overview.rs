@@ -55,7 +55,7 @@ impl crate::error::Classify for OverviewError {
             OverviewError::Cloud(e) => e.is_bad_input(),
             OverviewError::Store(e) => e.is_bad_input(),
             OverviewError::Lock(e) => e.is_bad_input(),
-            OverviewError::State(_) => false,
+            OverviewError::State(e) => e.is_bad_input(),
         }
     }
 }

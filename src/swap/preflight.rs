@@ -28,5 +28,18 @@ pub fn local(config: &Config) -> Vec<String> {
             )),
         }
     }
+    // Checked here, not only when the user-data is rendered: a swap must not get half-way.
+    let key = crate::generation::server_key(config, &|v| std::env::var(v).ok());
+    if let Some((message, fix)) = key.problem {
+        problems.push(format!("{message}\n  fix: {fix}"));
+    }
     problems
+}
+
+/// Why the servers of a new generation would hold no key for an S3 store, if so: what
+/// they back up to and restore from.
+pub fn server_key_missing(config: &Config) -> Option<String> {
+    let key = crate::generation::server_key(config, &|v| std::env::var(v).ok());
+    key.missing
+        .map(|(message, fix)| format!("{message}\n  fix: {fix}"))
 }

@@ -362,7 +362,12 @@ impl Step<RollbackState> for RetireFailed {
         let ctx = &self.0;
         let mut failed = Vec::new();
         if let Some(earlier) = &s.earlier_kept
-            && let Err(e) = ctx.cloud.delete_instance(&earlier.instance).await
+            && let Err(e) = crate::cloud::delete_generation(
+                ctx.cloud.as_ref(),
+                &earlier.instance,
+                earlier.generation,
+            )
+            .await
         {
             failed.push(instance_left(
                 &Active {
@@ -380,7 +385,10 @@ impl Step<RollbackState> for RetireFailed {
                 s.from.generation,
                 humantime::format_duration(ctx.config.swap.keep_previous)
             ));
-        } else if let Err(e) = ctx.cloud.delete_instance(&s.from.instance).await {
+        } else if let Err(e) =
+            crate::cloud::delete_generation(ctx.cloud.as_ref(), &s.from.instance, s.from.generation)
+                .await
+        {
             failed.push(instance_left(&s.from, e));
         }
         if failed.is_empty() {

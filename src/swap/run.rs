@@ -141,6 +141,13 @@ pub enum RunError {
         u64::MAX
     )]
     NoNextGeneration { key: &'static str },
+    #[error(
+        "the unfinished {journal} does not fit state.json: {why}. It is no journal of a \
+         saga that could still be running (an old copy put back?), so baton neither resumes \
+         nor undoes it\n  fix: check `baton status`; delete that journal from the store once \
+         you know no swap is running"
+    )]
+    StaleJournal { journal: String, why: String },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
@@ -163,12 +170,13 @@ impl crate::error::Classify for RunError {
             | RunError::NothingToRollBack { .. }
             | RunError::NothingUnfinished
             | RunError::Squatter { .. }
+            | RunError::StaleJournal { .. }
             | RunError::NoNextGeneration { .. } => true,
             RunError::Lock(e) => e.is_bad_input(),
             RunError::Journal(e) => e.is_bad_input(),
             RunError::Store(e) => e.is_bad_input(),
             RunError::Cloud(e) => e.is_bad_input(),
-            RunError::State(_) => false,
+            RunError::State(e) => e.is_bad_input(),
             RunError::Image(e) => e.is_bad_input(),
         }
     }
@@ -280,6 +288,79 @@ async fn unfinished_for(mode: Mode, store: &dyn ObjectStore) -> Result<Vec<Entry
     }
 }
 
+/// Whether an unfinished journal is one a saga could have left in this state, before
+/// `--resume` or `--abort` acts on what it names. Even signed, a journal can be an old
+/// copy put back by whoever can write to the store: undoing a swap whose generation has
+/// long been committed would delete the server that serves.
+fn fits(entry: &Entry, site: &crate::state::SiteState, config: &Config) -> Result<(), String> {
+    match entry {
+        Entry::Swap(j) => {
+            let s = &j.state;
+            if s.site != config.site.name {
+                return Err(format!("it is site {:?}'s", s.site));
+            }
+            if s.key_name != config.key_name(s.generation) {
+                return Err(format!(
+                    "its deploy key {:?} is not generation {}'s",
+                    s.key_name, s.generation
+                ));
+            }
+            if let Some(bad) = s
+                .uploaded
+                .iter()
+                .find(|k| !crate::store::layout::is_artifact(k))
+            {
+                return Err(format!("it names {bad:?} as an artifact it uploaded"));
+            }
+            let committed = j.done.iter().any(|d| d == steps::names::COMMIT);
+            let active = site.active.as_ref().map(|a| a.generation);
+            if committed {
+                // Past its commit, state.json names it (or a rollback that followed it).
+                if site.highest_generation() < Some(s.generation) {
+                    return Err(format!(
+                        "it committed generation {}, which state.json has never named",
+                        s.generation
+                    ));
+                }
+            } else {
+                if site.highest_generation() >= Some(s.generation) {
+                    return Err(format!(
+                        "generation {} is not above every generation state.json names",
+                        s.generation
+                    ));
+                }
+                if active != s.old.as_ref().map(|o| o.generation) {
+                    return Err(format!(
+                        "it replaces generation {:?}, and state.json names {active:?} active",
+                        s.old.as_ref().map(|o| o.generation)
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Entry::Rollback(j) => {
+            let s = &j.state;
+            if s.site != config.site.name {
+                return Err(format!("it is site {:?}'s", s.site));
+            }
+            let committed = j.done.iter().any(|d| d == super::rollback::names::COMMIT);
+            let active = site.active.as_ref();
+            let expected = if committed { &s.to } else { &s.from };
+            if active.map(|a| (a.generation, &a.instance))
+                != Some((expected.generation, &expected.instance))
+            {
+                return Err(format!(
+                    "it expects generation {} ({}) active, and state.json names {:?}",
+                    expected.generation,
+                    expected.instance,
+                    active.map(|a| a.generation)
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A saga of either kind with the progress output and the crash failpoint wired in.
 fn saga<S>(steps: Vec<Box<dyn Step<S>>>, ctx: &Ctx, progress: &Arc<dyn Progress>) -> Saga<S>
 where
@@ -332,6 +413,15 @@ async fn drive(
                 .into_iter()
                 .next_back()
                 .ok_or(RunError::NothingUnfinished)?;
+            let site = crate::state::read(ctx.store.as_ref())
+                .await?
+                .unwrap_or_default();
+            if let Err(why) = fits(&entry, &site, &ctx.config) {
+                return Err(RunError::StaleJournal {
+                    journal: entry.describe(),
+                    why,
+                });
+            }
             progress.begin(&format!(
                 "{} {}",
                 if mode == Mode::Resume {

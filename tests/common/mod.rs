@@ -16,6 +16,27 @@ pub mod sshd;
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 
+/// The store as the operator's side of the project in `project` sees it: the operator's
+/// objects (state.json, journals, the lock) signed with its host CA key, as every baton
+/// command on that side signs them (`baton::store::sealed`). What a test plants through
+/// it is what baton itself could have written; what it plants beside it is not.
+pub fn operator_store(
+    project: &Path,
+    store: std::sync::Arc<dyn baton::store::ObjectStore>,
+) -> std::sync::Arc<dyn baton::store::ObjectStore> {
+    let ca = baton::identity::ssh::load_private(&project.join("keys/host-ca"), "the CA", "")
+        .expect("the project's host CA");
+    std::sync::Arc::new(baton::store::sealed::Sealed::signing(store, ca))
+}
+
+/// `value` signed as the operator's object at `key`, for a test that writes the store's
+/// files directly.
+pub fn sealed_json(project: &Path, key: &str, value: &serde_json::Value) -> Vec<u8> {
+    let ca = baton::identity::ssh::load_private(&project.join("keys/host-ca"), "the CA", "")
+        .expect("the project's host CA");
+    baton::store::sealed::seal(key, &serde_json::to_vec(value).unwrap(), &ca).unwrap()
+}
+
 /// Runs baton with `args` in `dir`, with no operator secrets in the environment.
 pub fn baton(dir: &Path, args: &[&str]) -> Output {
     Command::new(BATON)
@@ -176,6 +197,7 @@ macro_rules! swap_crash_matrix {
         crash_tests! {
             crash_after_prepare => "prepare",
             crash_after_register_key => "register-key",
+            crash_after_retire_kept => "retire-kept",
             crash_after_create => "create",
             crash_after_wait => "wait",
             crash_after_up => "up",

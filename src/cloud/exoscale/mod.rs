@@ -346,7 +346,9 @@ impl ExoscaleClient {
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 3 / 2).min(self.timing.poll_max);
-            op = self.get(&format!("/operation/{}", op.id), &[]).await?;
+            op = self
+                .get(&format!("/operation/{}", uuid("operation", &op.id)?), &[])
+                .await?;
         }
     }
 
@@ -479,7 +481,9 @@ impl ExoscaleClient {
     }
 
     async fn holders(&self, eip_id: &str) -> Result<(IpAddr, Vec<Instance>), CloudError> {
-        let eip: wire::ElasticIp = self.get(&format!("/elastic-ip/{eip_id}"), &[]).await?;
+        let eip: wire::ElasticIp = self
+            .get(&format!("/elastic-ip/{}", uuid("elastic IP", eip_id)?), &[])
+            .await?;
         let ip = parse_ip(&eip.ip, "elastic-ip")?;
         Ok((ip, self.instances_with_ip(ip).await?))
     }
@@ -618,7 +622,7 @@ impl Cloud for ExoscaleClient {
 
     async fn get_instance(&self, id: &str) -> Result<Option<Instance>, CloudError> {
         match self
-            .get::<wire::Instance>(&format!("/instance/{id}"), &[])
+            .get::<wire::Instance>(&format!("/instance/{}", uuid("instance", id)?), &[])
             .await
         {
             Ok(i) => Ok(Some(i.into())),
@@ -642,8 +646,12 @@ impl Cloud for ExoscaleClient {
 
     async fn delete_instance(&self, id: &str) -> Result<(), CloudError> {
         gone_is_ok(
-            self.write(Method::DELETE, &format!("/instance/{id}"), None::<&()>)
-                .await,
+            self.write(
+                Method::DELETE,
+                &format!("/instance/{}", uuid("instance", id)?),
+                None::<&()>,
+            )
+            .await,
         )
     }
 
@@ -687,7 +695,9 @@ impl Cloud for ExoscaleClient {
         match self.write(Method::POST, "/ssh-key", Some(&body)).await {
             Ok(_) => Ok(()),
             Err(e) if is_status(&e, 409) || is_reason(&e, "conflict") => {
-                let existing: wire::SshKey = self.get(&format!("/ssh-key/{name}"), &[]).await?;
+                let existing: wire::SshKey = self
+                    .get(&format!("/ssh-key/{}", key_segment(name)?), &[])
+                    .await?;
                 if existing.fingerprint.is_some()
                     && existing.fingerprint == wire::ssh_key_fingerprint(public_key)
                 {
@@ -704,8 +714,12 @@ impl Cloud for ExoscaleClient {
 
     async fn delete_ssh_key(&self, name: &str) -> Result<(), CloudError> {
         gone_is_ok(
-            self.write(Method::DELETE, &format!("/ssh-key/{name}"), None::<&()>)
-                .await,
+            self.write(
+                Method::DELETE,
+                &format!("/ssh-key/{}", key_segment(name)?),
+                None::<&()>,
+            )
+            .await,
         )
     }
 
@@ -759,14 +773,20 @@ impl Cloud for ExoscaleClient {
             Created::Found(t) => return Ok(template_of(t)),
             Created::New(id) => id,
         };
-        let t: wire::Template = self.get(&format!("/template/{id}"), &[]).await?;
+        let t: wire::Template = self
+            .get(&format!("/template/{}", uuid("template", &id)?), &[])
+            .await?;
         Ok(template_of(t))
     }
 
     async fn delete_template(&self, id: &str) -> Result<(), CloudError> {
         gone_is_ok(
-            self.write(Method::DELETE, &format!("/template/{id}"), None::<&()>)
-                .await,
+            self.write(
+                Method::DELETE,
+                &format!("/template/{}", uuid("template", id)?),
+                None::<&()>,
+            )
+            .await,
         )
     }
 
@@ -839,7 +859,7 @@ impl ExoscaleClient {
         };
         self.write(
             Method::PUT,
-            &format!("/elastic-ip/{eip_id}:attach"),
+            &format!("/elastic-ip/{}:attach", uuid("elastic IP", eip_id)?),
             Some(&body),
         )
         .await
@@ -864,10 +884,70 @@ impl ExoscaleClient {
         gone_is_ok(
             self.write(
                 Method::PUT,
-                &format!("/elastic-ip/{eip_id}:detach"),
+                &format!("/elastic-ip/{}:detach", uuid("elastic IP", eip_id)?),
                 Some(&body),
             )
             .await,
         )
+    }
+}
+
+/// An id as one path segment. Exoscale's ids are UUIDs (the spec's `format: uuid`), and
+/// nothing else may go into a path: an "id" of `../ssh-key/NAME` (or `%2e%2e`) would be
+/// resolved by the URL into another resource (issue 29). Canonical form, lower case.
+fn uuid(kind: &str, id: &str) -> Result<String, CloudError> {
+    uuid::Uuid::try_parse(id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(|u| u.hyphenated().to_string())
+        .ok_or_else(|| {
+            CloudError::Invalid(format!(
+                "{kind} id {:?} is not a UUID, as Exoscale's ids are: refused before any request",
+                id.chars().take(80).collect::<String>()
+            ))
+        })
+}
+
+/// An SSH key's name as one path segment: letters, digits, `.`, `_`, `-`, and never
+/// `.` or `..` alone (baton's own are `baton-SITE-N`).
+fn key_segment(name: &str) -> Result<&str, CloudError> {
+    let fine = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if fine {
+        Ok(name)
+    } else {
+        Err(CloudError::Invalid(format!(
+            "SSH key name {:?} is not one path segment of letters, digits, '.', '_' and '-': \
+             refused before any request",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use super::*;
+
+    #[test]
+    fn only_uuids_and_plain_key_names_reach_a_path() {
+        let id = "5E2B8D6C-6B9E-4A55-A3C4-8A5A5B8B6E01";
+        assert_eq!(uuid("instance", id).unwrap(), id.to_lowercase());
+        for bad in [
+            "../ssh-key/laptop",
+            "%2e%2e/ssh-key/laptop",
+            "5e2b8d6c6b9e4a55a3c48a5a5b8b6e01",
+            "5e2b8d6c-6b9e-4a55-a3c4-8a5a5b8b6e01/../x",
+            "",
+        ] {
+            assert!(uuid("instance", bad).is_err(), "{bad}");
+        }
+        assert_eq!(key_segment("baton-blog-7").unwrap(), "baton-blog-7");
+        for bad in ["..", ".", "a/b", "%2e%2e", "a b", ""] {
+            assert!(key_segment(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -63,8 +63,8 @@ impl Step<SwapState> for Commit {
             since: now.to_rfc3339(),
             host_key: s.host_key.clone(),
         });
-        // The old server stays, detached, through the watch and the rollback window;
-        // the one kept before it (s.displaced) is two generations back now.
+        // The old server stays, detached, through the watch and the rollback window
+        // (the one kept before it went in `retire-kept`).
         let keep = ctx.config.swap.watch + ctx.config.swap.keep_previous;
         site.previous = s.old.clone().map(|active| Previous {
             active,
@@ -120,7 +120,12 @@ impl Step<SwapState> for CleanUp {
         let ctx = &self.0;
         let mut failed = Vec::new();
         if let Some(displaced) = &s.displaced
-            && let Err(e) = ctx.cloud.delete_instance(&displaced.instance).await
+            && let Err(e) = crate::cloud::delete_generation(
+                ctx.cloud.as_ref(),
+                &displaced.instance,
+                displaced.generation,
+            )
+            .await
         {
             failed.push(instance_left(displaced, e));
         }
@@ -136,6 +141,60 @@ impl Step<SwapState> for CleanUp {
             return Ok(());
         }
         Err(leave_for_gc(ctx, failed, |_| {}).await)
+    }
+}
+
+/// Before the new server is created: deletes the generation state.json keeps for a
+/// rollback, which becomes two generations back once this swap commits. So no more
+/// servers run at once than the swap needs, the one serving and the one booting (on a
+/// cloud, no server is paid for that no rollback could reach; in the rehearsal, a third
+/// VM under software emulation starved the serving one, issue 30). The cost: a swap
+/// that fails after this step leaves the serving generation serving with nothing older
+/// to roll back to. Nothing here is undone, and the serving server is not touched.
+pub struct RetireKept(pub Arc<Ctx>);
+
+#[async_trait]
+impl Step<SwapState> for RetireKept {
+    fn name(&self) -> &'static str {
+        names::RETIRE_KEPT
+    }
+
+    async fn run(&self, s: &mut SwapState) -> Result<(), StepError> {
+        let ctx = &self.0;
+        let Some(kept) = s.displaced.clone() else {
+            return Ok(());
+        };
+        (ctx.say)(format!(
+            "generation {} ({}), kept for a rollback, goes before generation {} boots",
+            kept.generation, kept.instance, s.generation
+        ));
+        let generation = kept.generation;
+        let forget = move |site: &mut SiteState| {
+            if site
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.active.generation == generation)
+            {
+                site.previous = None;
+            }
+        };
+        // state.json first: a rollback must never name a server that is being deleted.
+        amend(ctx, forget).await.map_err(|e| {
+            StepError(format!(
+                "{} still names generation {generation} as the one kept for a rollback, \
+                 so it stays: {e}",
+                crate::store::layout::STATE
+            ))
+        })?;
+        if let Err(e) =
+            crate::cloud::delete_generation(ctx.cloud.as_ref(), &kept.instance, kept.generation)
+                .await
+        {
+            return Err(leave_for_gc(ctx, vec![instance_left(&kept, e)], |_| {}).await);
+        }
+        // Done: the clean-up after the commit has nothing left to delete.
+        s.displaced = None;
+        Ok(())
     }
 }
 
@@ -171,7 +230,9 @@ impl Step<SwapState> for Retire {
             ));
             return Ok(());
         }
-        let deleted = ctx.cloud.delete_instance(&old.instance).await;
+        let deleted =
+            crate::cloud::delete_generation(ctx.cloud.as_ref(), &old.instance, old.generation)
+                .await;
         let generation = old.generation;
         let forget = move |site: &mut SiteState| {
             if site

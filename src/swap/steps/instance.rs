@@ -113,9 +113,7 @@ impl Step<SwapState> for Create {
         ids.sort();
         ids.dedup();
         for id in ids {
-            self.0
-                .cloud
-                .delete_instance(&id)
+            crate::cloud::delete_generation(self.0.cloud.as_ref(), &id, s.generation)
                 .await
                 .map_err(StepError::new)?;
         }

@@ -25,7 +25,7 @@ use super::saga::Step;
 use crate::state::Active;
 
 pub use address::{AttachAddress, DetachOld, VerifyAddress};
-pub use commit::{CleanUp, Commit, Retire};
+pub use commit::{CleanUp, Commit, Retire, RetireKept};
 pub(crate) use commit::{instance_left, leave_for_gc};
 pub use handover::HandOver;
 pub use instance::{Create, RegisterKey, Wait};
@@ -37,6 +37,7 @@ pub use watch::{Watch, WatchFailure};
 pub mod names {
     pub const PREPARE: &str = "prepare";
     pub const REGISTER_KEY: &str = "register-key";
+    pub const RETIRE_KEPT: &str = "retire-kept";
     pub const CREATE: &str = "create";
     pub const WAIT: &str = "wait";
     pub const UP: &str = "up";
@@ -76,7 +77,8 @@ pub struct SwapState {
     /// Artifacts this swap put into the store (not those already there).
     pub uploaded: Vec<String>,
     /// The previous generation state.json kept when the swap started: two generations
-    /// back once it commits, so its clean-up deletes it.
+    /// back once it commits, so `retire-kept` deletes it before the new server boots
+    /// (and sets this to `None`; a journal of an older baton leaves it to the clean-up).
     #[serde(default)]
     pub displaced: Option<Active>,
     /// On a front that moves (an AWS Elastic IP): how long after the move the address
@@ -99,6 +101,7 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<SwapState>>> {
     vec![
         Box::new(Prepare(ctx.clone())),
         Box::new(RegisterKey(ctx.clone())),
+        Box::new(RetireKept(ctx.clone())),
         Box::new(Create(ctx.clone())),
         Box::new(Wait(ctx.clone())),
         Box::new(Up(ctx.clone())),

@@ -90,6 +90,14 @@ impl Step<SwapState> for Prepare {
 
     async fn undo(&self, s: &mut SwapState) -> Result<(), StepError> {
         for key in std::mem::take(&mut s.uploaded) {
+            // The journal says what to delete, and the store it lives in is writable by
+            // every server: only ever an artifact.
+            if !crate::store::layout::is_artifact(&key) {
+                return Err(StepError(format!(
+                    "the journal names {key:?} as an uploaded artifact: not deleted (only \
+                     artifacts/<sha256> is)"
+                )));
+            }
             self.0.store.delete(&key).await.map_err(StepError::new)?;
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! more. Whether a link leads out is judged by GNU `realpath -m`, not by baton's own
 //! resolver.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Backups and restores against Debian's Prometheus 2.42 and a real S3-compatible server
 //! (s3s-fs, signatures checked), through the real `baton` binary.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

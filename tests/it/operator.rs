@@ -1,6 +1,6 @@
 //! `baton status` and `baton plan` against exosim and a file store, through the binary.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
@@ -33,8 +33,10 @@ impl Site {
             "--set",
             "instance.template=Linux Debian 13 (Trixie) 64-bit",
         ]);
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(FsStore::new(&store_dir, "file:///store").unwrap());
+        let store = operator_store(
+            project.path(),
+            Arc::new(FsStore::new(&store_dir, "file:///store").unwrap()),
+        );
         Site {
             project,
             store,

@@ -2,7 +2,7 @@
 //! serves them, and a real `ssh` whose known_hosts is nothing but `baton known-hosts`
 //! logs in without a prompt, and refuses every certificate it should.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

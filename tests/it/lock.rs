@@ -1,7 +1,7 @@
 //! The deploy lock on both stores: one winner, a clear message for the loser, waiting,
 //! takeover of an expired lease naming its holder, and a lost lease detected.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! RemoteHost over russh against Debian's sshd on loopback.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

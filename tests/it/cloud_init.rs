@@ -1,6 +1,6 @@
 //! The rendered user-data against Debian's cloud-init, nft and sh: what a new server boots.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Read;

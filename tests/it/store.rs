@@ -1,7 +1,7 @@
 //! The object stores against a real S3-compatible server (s3s-fs) and the local folder,
 //! and archive unpacking against hostile input.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -291,4 +291,59 @@ fn archives_are_reproducible_and_round_trip() {
         std::fs::read(work.path().join("a.tgz")).unwrap(),
         std::fs::read(work.path().join("c.tgz")).unwrap()
     );
+}
+
+/// An S3 error's answer never reaches a message whole (issue 29): AWS's
+/// SignatureDoesNotMatch body carries the request's access key id and, with temporary
+/// keys, its session token. Only the status, the code and the message are printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_error_prints_its_code_and_message_not_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const KEY_ID: &str = "AKIALEAKEDKEYID12345";
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjELEAKEDSESSIONTOKEN";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = conn.read(&mut buf).await;
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code>\
+                     <Message>The request signature we calculated does not match the signature you provided.</Message>\
+                     <AWSAccessKeyId>{KEY_ID}</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256 {TOKEN}</StringToSign>\
+                     <CanonicalRequest>GET x-amz-security-token:{TOKEN}</CanonicalRequest>\
+                     <RequestId>R1</RequestId></Error>"
+                );
+                let answer = format!(
+                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let creds =
+        aws_sdk_s3::config::Credentials::new(KEY_ID, "secret", Some(TOKEN.into()), None, "test");
+    let store = baton::store::s3::S3Store::new(
+        "s3://bucket/p",
+        &format!("http://{addr}"),
+        "us-east-1",
+        creds,
+    )
+    .unwrap();
+    for e in [
+        store.get("state.json").await.unwrap_err(),
+        store.put("x", b"y".to_vec()).await.unwrap_err(),
+        store.list("").await.unwrap_err(),
+    ] {
+        let text = e.to_string();
+        assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+        assert!(text.contains("403"), "{text}");
+        assert!(!text.contains(KEY_ID), "the key id leaked: {text}");
+        assert!(!text.contains(TOKEN), "the session token leaked: {text}");
+    }
 }

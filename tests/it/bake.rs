@@ -6,7 +6,7 @@
 //! file from the environment baton gives it: baton's real builder (mmdebstrap, minutes,
 //! root, Debian's mirror) runs in `just e2e`, whose VMs boot what it built.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,9 +1,11 @@
 //! Bad input: every kind gets a message naming the file, the field and the fix, exit code 2,
 //! and nothing written.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -174,6 +176,29 @@ fn a_config_that_is_a_device_or_huge_is_refused_at_once() {
     let out = p.baton(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_has(&stderr(&out), &["baton.toml", "larger than 1024 KiB"]);
+}
+
+#[test]
+fn a_config_that_is_a_fifo_is_refused_instead_of_hanging() {
+    let p = Project::init(&[]);
+    std::fs::remove_file(p.config()).unwrap();
+    let made = Command::new("mkfifo").arg(p.config()).status().unwrap();
+    assert!(made.success());
+    // Nothing ever writes to it: opened before it was checked, baton waited forever.
+    let mut child = Command::new(BATON)
+        .args(["plan"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = common::wait_for("baton to refuse the FIFO", Duration::from_secs(20), || {
+        child.try_wait().unwrap()
+    });
+    assert_eq!(exited.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_has(&err, &["baton.toml", "not a regular file"]);
 }
 
 #[test]

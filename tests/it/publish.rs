@@ -1,7 +1,7 @@
 //! `baton publish` against a real S3 server (s3s-fs, SigV4 checked), and the server-side
 //! pull: a new release directory behind a symlink switched in one rename.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

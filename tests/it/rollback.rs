@@ -2,8 +2,7 @@
 //! failing release back by itself, `baton rollback` inside and outside its window, and the
 //! rollback's fault and crash matrices.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -244,6 +243,42 @@ fn a_second_rollback_deletes_the_instance_the_first_one_kept() {
     assert_eq!(r.site_state().unwrap()["rolled_back"]["generation"], 3);
 }
 
+/// No more servers run at once than a swap needs (issue 30): the generation kept before
+/// the serving one goes when the next swap starts, before its new server is created, not
+/// after its commit. A swap that then fails leaves the serving generation serving, with
+/// nothing older to roll back to, and says so nowhere it could mislead: state.json no
+/// longer names the deleted server.
+#[test]
+fn a_swap_retires_the_kept_generation_before_its_new_server_boots() {
+    let (r, first, second) = kept();
+    // The create fails: at that moment generation 1 must already be gone.
+    r.inject("create-instance", "fail");
+    let (out, summary) = r.swap(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed at create"), "{err}");
+    assert!(err.contains("the old server serves as before"), "{err}");
+    assert_eq!(summary["outcome"], "undone");
+    let steps: Vec<&str> = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(steps.contains(&"retire-kept"), "{steps:?}");
+    r.assert_serving(2, &second);
+    assert!(!r.vm_root(&first).exists(), "generation 1's VM is gone");
+    assert_eq!(r.site_state().unwrap()["previous"], Value::Null);
+    let (out, _) = rollback(&r, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // The next swap goes through and keeps generation 2 in turn.
+    let (out, summary) = r.swap(&[]);
+    assert!(out.status.success(), "swap: {}", stderr(&out));
+    r.assert_serving_keeping(3, summary["instance"].as_str().unwrap(), &[&second]);
+    assert_eq!(r.site_state().unwrap()["previous"]["generation"], 2);
+    assert_eq!(r.sim()["violations"], json!([]));
+}
+
 #[test]
 fn outside_the_window_there_is_nothing_to_roll_back_to() {
     // keep_previous = 0s: the old server goes as soon as the swap is done.
@@ -268,7 +303,7 @@ fn a_window_that_is_over_refuses_and_gc_deletes_the_kept_generation() {
     let path = r.store().join("state.json");
     let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     state["previous"]["until"] = json!("2026-01-01T00:00:00+00:00");
-    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    std::fs::write(&path, common::sealed_json(&r.site, "state.json", &state)).unwrap();
     let (out, _) = rollback(&r, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("which is past"), "{}", stderr(&out));

@@ -2,7 +2,7 @@
 //! docker-compose, Prometheus's promtool and Caddy's own validator; its promises (pinned
 //! images, healthchecks, state under /srv) read from the compose file itself.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,8 +1,7 @@
 //! `baton swap` against exosim with loopback VMs (tests/common/rehearsal.rs): the happy
 //! path, a fault injected at every step, a crash after every step, and two swaps at once.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -69,7 +68,7 @@ fn first_deploy_then_two_swaps_move_the_site_and_its_data() {
             .iter()
             .map(|s| s["step"].as_str().unwrap())
             .collect();
-        assert_eq!(steps.len(), 14, "{steps:?}");
+        assert_eq!(steps.len(), 15, "{steps:?}");
         let instance = summary["instance"].as_str().unwrap().to_string();
         r.assert_serving(generation, &instance);
         // The old VM is off: its directory and processes are gone.

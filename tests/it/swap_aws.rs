@@ -4,8 +4,7 @@
 //! and a crash after every step. Every EC2/ELBv2 request is checked against botocore's
 //! service models.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The origin certificate against rustls: a full handshake with the leaf and key the
 //! user-data carries, verified against the project's TLS CA for the domain and the IP.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
