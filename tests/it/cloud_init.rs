@@ -493,3 +493,76 @@ fn later_boots_block_the_metadata_address_before_the_network_and_provisioning_ha
             .is_empty()
     );
 }
+
+/// The servers' store key comes from variables of its own, and never is the operator's
+/// cloud key (issue 29): on AWS the `AWS_*` key is the cloud's, so it never reaches a
+/// server; a servers' key with the cloud key's id is refused on both clouds.
+#[test]
+fn the_servers_store_key_is_never_the_clouds() {
+    let render = |p: &Project, out: &str, env: &[(&str, &str)]| {
+        let mut c = Command::new(BATON);
+        c.args(["render", "--generation", "2", "--out", out])
+            .current_dir(p.path())
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("EXOSCALE_API_KEY");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let agent_env = |p: &Project, out: &str| {
+        write_file(&user_data(&p.path().join(out)), "/etc/baton/agent.env")
+            .map(|f| f["content"].as_str().unwrap().to_string())
+    };
+    // AWS: the operator's key is the cloud's; the servers get theirs, or nothing.
+    let aws = Project::init(&["--cloud", "aws"]);
+    let operator = [
+        ("AWS_ACCESS_KEY_ID", "AKIAOPERATOR0001"),
+        ("AWS_SECRET_ACCESS_KEY", "op-secret"),
+    ];
+    ok(render(&aws, "a", &operator));
+    assert_eq!(agent_env(&aws, "a"), None, "the cloud key reached a server");
+    let servers = [
+        operator[0],
+        operator[1],
+        ("BATON_SERVER_ACCESS_KEY_ID", "AKIASERVERS00002"),
+        ("BATON_SERVER_SECRET_ACCESS_KEY", "servers-secret"),
+    ];
+    ok(render(&aws, "b", &servers));
+    let env = agent_env(&aws, "b").expect("agent.env");
+    assert!(env.contains("AWS_ACCESS_KEY_ID=AKIASERVERS00002"), "{env}");
+    assert!(
+        !env.contains("AKIAOPERATOR0001") && !env.contains("op-secret"),
+        "{env}"
+    );
+    // The same key id as the cloud's: refused, the secret never echoed.
+    let same = [
+        operator[0],
+        operator[1],
+        ("BATON_SERVER_ACCESS_KEY_ID", "AKIAOPERATOR0001"),
+        ("BATON_SERVER_SECRET_ACCESS_KEY", "op-secret"),
+    ];
+    let out = render(&aws, "c", &same);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("operator's cloud key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("op-secret") && !stderr(&out).contains("AKIAOPERATOR0001"));
+    // Exoscale: one API key for both the cloud and the store is refused the same way.
+    let exo = Project::init(&[]);
+    let both = [
+        ("EXOSCALE_API_KEY", "EXObothkey0001"),
+        ("AWS_ACCESS_KEY_ID", "EXObothkey0001"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+    ];
+    let out = render(&exo, "d", &both);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("EXOSCALE_API_KEY"),
+        "{}",
+        stderr(&out)
+    );
+}
