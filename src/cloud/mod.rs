@@ -219,6 +219,11 @@ pub enum CloudError {
         key_var: &'static str,
         secret_var: &'static str,
     },
+    #[error(
+        "this baton was built without the {provider} provider (`--no-default-features`, as \
+         `just demo` builds it)\n  fix: use a baton built with its default features"
+    )]
+    LeftOut { provider: &'static str },
     #[error("the cloud answered {request} with HTTP {status}: {message}")]
     Http {
         request: String,
@@ -288,6 +293,7 @@ impl crate::error::Classify for CloudError {
                 | CloudError::NotFound { .. }
                 | CloudError::Forbidden { .. }
                 | CloudError::NotOurs { .. }
+                | CloudError::LeftOut { .. }
         )
     }
 }

@@ -159,7 +159,7 @@ pub(crate) async fn operator(
     Error,
 > {
     let provider: std::sync::Arc<dyn crate::cloud::Cloud> = match config.aws() {
-        Some(settings) => std::sync::Arc::new(crate::cloud::aws::AwsClient::new(settings).await?),
+        Some(settings) => crate::cloud::aws::connect(settings).await?,
         None => {
             let creds = crate::cloud::exoscale::Credentials::from_env()?;
             std::sync::Arc::new(crate::cloud::exoscale::ExoscaleClient::new(

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub mod exosim;
+#[cfg(feature = "aws")]
 pub mod moto;
 pub mod prom;
 pub mod rehearsal;

@@ -23,5 +23,6 @@ mod ssh_identity;
 mod stack;
 mod store;
 mod swap;
+#[cfg(feature = "aws")]
 mod swap_aws;
 mod tls_origin;
