@@ -31,7 +31,7 @@ pub enum BundleError {
     Unpack { target: PathBuf, reason: String },
 }
 
-impl crate::error::Classify for BundleError {
+impl crate::exit::Classify for BundleError {
     fn is_bad_input(&self) -> bool {
         matches!(
             self,

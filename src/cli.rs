@@ -183,6 +183,10 @@ pub enum HostCommand {
         host: HostArgs,
         #[arg(long, value_name = "HEX")]
         sha256: String,
+        /// The bundle's size: the download stops past it (the store is written by every
+        /// server). Without it, 4 GiB.
+        #[arg(long, value_name = "BYTES")]
+        size: Option<u64>,
         /// The command that starts the stack, run in the unpacked bundle.
         #[arg(long = "command", value_name = "SHELL")]
         command: String,

@@ -53,7 +53,7 @@ pub enum UserDataError {
     Identity(#[from] IdentityError),
 }
 
-impl crate::error::Classify for UserDataError {
+impl crate::exit::Classify for UserDataError {
     fn is_bad_input(&self) -> bool {
         match self {
             UserDataError::TooLarge { .. } => true,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::redact::described;
 use crate::schedule::Schedule;
 use crate::store::Settings as StoreSettings;
 
@@ -925,9 +926,14 @@ impl Validator {
                 "point the field at the key or certificate file itself (relative paths start \
                  at the config file's directory)",
             ),
+            // Named by its length only: what does not exist may be a value pasted into the
+            // wrong field, a secret say.
             Err(_) => self.problem(
                 field,
-                format!("file {} does not exist", path.display()),
+                format!(
+                    "names a file that does not exist ({})",
+                    described(&path.to_string_lossy()).replacen("value", "path", 1)
+                ),
                 "create the CA with `baton init`, or point the field at your existing file \
                  (relative paths start at the config file's directory)",
             ),
@@ -954,31 +960,38 @@ impl Validator {
     }
 }
 
-/// How a message refers to a value from the file without quoting it.
-fn described(value: &str) -> String {
-    match value.chars().count() {
-        0 => "the empty value".to_string(),
-        1 => "the value (1 character)".to_string(),
-        n => format!("the value ({n} characters)"),
-    }
-}
-
 /// A toml or serde message with every quoted value in it hidden: `invalid type: string
 /// "x", expected u32` quotes the file.
 fn without_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
+    let mut unquoted = String::with_capacity(message.len());
     let mut parts = message.split('"');
     if let Some(first) = parts.next() {
-        out.push_str(first);
+        unquoted.push_str(first);
     }
     // Odd pieces are inside quotes; an unbalanced last quote hides the rest too.
     for (i, piece) in parts.enumerate() {
         if i % 2 == 0 {
-            out.push_str(&described(piece));
+            unquoted.push_str(&described(piece));
+        } else {
+            unquoted.push_str(piece);
+        }
+    }
+    // serde quotes in backticks what it did not know (`unknown field \`X\``, `unknown
+    // variant \`X\``): the file's text, shown only when it reads like a key. What follows
+    // "expected" is baton's own names.
+    let (theirs, ours) = match unquoted.find("expected") {
+        Some(at) => unquoted.split_at(at),
+        None => (unquoted.as_str(), ""),
+    };
+    let mut out = String::with_capacity(unquoted.len());
+    for (i, piece) in theirs.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str(&crate::redact::shown(piece));
         } else {
             out.push_str(piece);
         }
     }
+    out.push_str(ours);
     out
 }
 
@@ -995,8 +1008,14 @@ fn secret_fields(table: &toml::Table, prefix: &str) -> Vec<Problem> {
         if let toml::Value::Table(inner) = value {
             found.extend(secret_fields(inner, &field));
         } else if WORDS.iter().any(|w| key.to_ascii_lowercase().contains(w)) {
+            // The key itself may be the pasted secret: named only when it reads like one.
+            let named = if crate::redact::is_key_like(key) {
+                field
+            } else {
+                format!("{prefix}.<a key of {} characters>", key.chars().count())
+            };
             found.push(Problem {
-                field: Some(field),
+                field: Some(named),
                 line: None,
                 message: "looks like a secret; baton never reads secrets from files".to_string(),
                 fix: format!(
@@ -1027,7 +1046,9 @@ pub(crate) fn problem_from_toml(e: &toml::de::Error, text: &str) -> Problem {
     }
 }
 
-/// The `section.key` whose line holds byte `offset`, and the 1-based line number.
+/// The `section.key` whose line holds byte `offset`, and the 1-based line number. Only
+/// names that read like keys ([`crate::redact::is_key_like`]): the line may hold a pasted
+/// secret, a table header too.
 fn field_at(text: &str, offset: usize) -> (Option<String>, usize) {
     let before = &text[..offset.min(text.len())];
     let line_no = before.matches('\n').count() + 1;
@@ -1038,26 +1059,30 @@ fn field_at(text: &str, offset: usize) -> (Option<String>, usize) {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+        .and_then(header_name);
     if line.starts_with('[') {
-        return (
-            Some(line.trim_matches(['[', ']']).trim().to_string()),
-            line_no,
-        );
+        return (header_name(line), line_no);
     }
     // Only a line of the form `key = ...` names a key: anything else may be a value (a
     // pasted secret, say) and is never repeated.
-    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
-        !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    });
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| crate::redact::is_key_like(k));
     let field = match (section, key) {
         (Some(s), Some(k)) => Some(format!("{s}.{k}")),
         (None, Some(k)) => Some(k.to_string()),
         (s, None) => s,
     };
     (field, line_no)
+}
+
+/// The table a `[name]` or `[[name]]` line opens, if its name reads like a key; nothing
+/// after the closing bracket.
+fn header_name(line: &str) -> Option<String> {
+    let inner = line.trim_start_matches('[');
+    let name = inner.split(']').next()?.trim();
+    crate::redact::is_key_like(name).then(|| name.to_string())
 }
 
 fn is_label(s: &str, max: usize) -> bool {

@@ -53,7 +53,7 @@ pub enum ContentError {
     },
 }
 
-impl crate::error::Classify for ContentError {
+impl crate::exit::Classify for ContentError {
     fn is_bad_input(&self) -> bool {
         match self {
             ContentError::Local { .. } => true,
@@ -348,12 +348,19 @@ async fn fill(
     previous: &BTreeMap<String, PathBuf>,
 ) -> Result<(usize, usize), ContentError> {
     let (mut downloaded, mut reused) = (0, 0);
+    // Each object once per pull, whatever number of paths name it: the manifest is
+    // written by whoever holds store keys, and 400 paths of one 1 MiB object must not
+    // become 400 MiB on the server (issue 29). The rest are links to the first.
+    let mut pulled: BTreeMap<&str, PathBuf> = BTreeMap::new();
     for (path, entry) in &manifest.files {
         let dest = staging.join(path);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io("create", parent))?;
         }
-        if let Some(have) = previous.get(&entry.sha256)
+        let have = pulled
+            .get(entry.sha256.as_str())
+            .or_else(|| previous.get(&entry.sha256));
+        if let Some(have) = have
             && std::fs::hard_link(have, &dest).is_ok()
         {
             reused += 1;
@@ -361,7 +368,7 @@ async fn fill(
         }
         let key = layout::site_object(&entry.sha256);
         let got = store
-            .get_to_file(&key, &dest)
+            .get_to_file(&key, &dest, entry.size)
             .await?
             .ok_or_else(|| ContentError::Missing { key: key.clone() })?;
         if got.sha256 != entry.sha256 || got.size != entry.size {
@@ -371,6 +378,7 @@ async fn fill(
                 got: got.sha256,
             });
         }
+        pulled.insert(&entry.sha256, dest);
         downloaded += 1;
     }
     Ok((downloaded, reused))

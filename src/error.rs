@@ -4,17 +4,13 @@ use crate::backup::BackupError;
 use crate::cloud::CloudError;
 use crate::cloudinit::UserDataError;
 use crate::config::ConfigError;
+use crate::exit::{Classify, EXIT_BAD_INPUT, EXIT_FAILED};
 use crate::fsutil::FileError;
 use crate::identity::IdentityError;
 use crate::store::StoreError;
 use crate::swap::journal::JournalError;
 use crate::swap::lock::LockError;
 use crate::swap::overview::OverviewError;
-
-/// Exit code for bad input: nothing was touched (clap uses 2 for usage errors too).
-pub const EXIT_BAD_INPUT: i32 = 2;
-/// Exit code for a failure after which nothing needs attention.
-pub const EXIT_FAILED: i32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +42,8 @@ pub enum Error {
     SwapRun(#[from] crate::swap::run::RunError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Generation(#[from] crate::generation::GenerationError),
     /// A step on a server failed; the message says which and why.
     #[error("{0}")]
     Failed(String),
@@ -72,6 +70,7 @@ impl Error {
             Error::Failed(_) => false,
             Error::Config(e) => e.is_bad_input(),
             Error::Identity(e) => e.is_bad_input(),
+            Error::Generation(e) => e.is_bad_input(),
             Error::UserData(e) => e.is_bad_input(),
             Error::File(e) => e.is_bad_input(),
             Error::Backup(e) => e.is_bad_input(),
@@ -91,14 +90,6 @@ impl Error {
             EXIT_FAILED
         }
     }
-}
-
-/// Each library error says whether it is the user's input to fix (exit 2, nothing was
-/// touched) or a failure (exit 1). An error that wraps another asks it, so the same cloud
-/// or store error means the same thing from every command however deep it is wrapped
-/// (status and swap once disagreed on a 403).
-pub trait Classify {
-    fn is_bad_input(&self) -> bool;
 }
 
 impl Classify for ConfigError {

@@ -5,11 +5,34 @@
 
 use zeroize::Zeroizing;
 
+use crate::cloudinit::UserDataError;
 use crate::cloudinit::{self, AgentBinary, HostSecrets, StoreCredentials};
 use crate::config::Config;
-use crate::error::Error;
+use crate::identity::IdentityError;
 use crate::identity::ssh::{self, HostCertRequest};
 use crate::identity::tls::TlsCa;
+
+/// What stops a generation from being rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    UserData(#[from] UserDataError),
+    /// The servers' store key cannot go into a user-data ([`ServerKey::problem`]).
+    #[error("{message}\n  fix: {fix}")]
+    ServerKey { message: String, fix: &'static str },
+}
+
+impl crate::exit::Classify for GenerationError {
+    fn is_bad_input(&self) -> bool {
+        match self {
+            GenerationError::Identity(e) => e.is_bad_input(),
+            GenerationError::UserData(e) => e.is_bad_input(),
+            GenerationError::ServerKey { .. } => true,
+        }
+    }
+}
 
 /// A new host's identity and user-data, as the swap creates it.
 pub struct Rendered {
@@ -20,7 +43,7 @@ pub struct Rendered {
 }
 
 /// The key baton logs in to the servers with (ssh.deploy_key).
-pub fn deploy_key(config: &Config) -> Result<ssh_key::PrivateKey, Error> {
+pub fn deploy_key(config: &Config) -> Result<ssh_key::PrivateKey, GenerationError> {
     Ok(ssh::load_private(
         &config.deploy_key(),
         "baton's deploy key",
@@ -37,7 +60,7 @@ pub fn render(
     generation: u64,
     agent: Option<&AgentBinary>,
     deploy: &ssh_key::PublicKey,
-) -> Result<Rendered, Error> {
+) -> Result<Rendered, GenerationError> {
     let host_ca = ssh::load_private(
         &config.host_ca_key(),
         "the SSH host CA",
@@ -187,10 +210,12 @@ pub fn server_key(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Serv
 }
 
 /// The servers' store key from the process environment, or the reason there is none.
-fn store_credentials_from_env(config: &Config) -> Result<Option<StoreCredentials>, Error> {
+fn store_credentials_from_env(
+    config: &Config,
+) -> Result<Option<StoreCredentials>, GenerationError> {
     let key = server_key(config, &|v| std::env::var(v).ok());
     match key.problem {
-        Some((message, fix)) => Err(Error::bad_input(message, fix)),
+        Some((message, fix)) => Err(GenerationError::ServerKey { message, fix }),
         None => Ok(key.credentials),
     }
 }

@@ -67,18 +67,41 @@ impl FromStr for Schedule {
             // crontab runs when *either* field matches, the cron crate when *both* do:
             // there is no faithful translation, so refuse rather than guess.
             return Err(ScheduleError(format!(
-                "restricts both day-of-month ({dom}) and day-of-week ({dow}); crontab would \
-                 run when either matches, so the meaning is ambiguous: restrict only one of them"
+                "restricts both day-of-month ({}) and day-of-week ({}); crontab would \
+                 run when either matches, so the meaning is ambiguous: restrict only one of them",
+                cron_item(dom),
+                cron_item(dow)
             )));
         }
         let dow = translate_weekdays(dow)?;
         let translated = format!("{sec} {min} {hour} {dom} {month} {dow}");
-        cron::Schedule::from_str(&translated)
-            .map_err(|e| ScheduleError(format!("does not parse as a cron schedule: {e}")))?;
+        cron::Schedule::from_str(&translated).map_err(|_| {
+            ScheduleError(
+                "does not parse as a cron schedule: each field takes numbers in its range, \
+                     `*`, ranges `a-b`, lists `a,b` and steps `/n` (minute 0-59, hour 0-23, \
+                     day 1-31, month 1-12, weekday 0-7 or Mon-Sun)"
+                    .to_string(),
+            )
+        })?;
         Ok(Schedule {
             written: written.to_string(),
             translated,
         })
+    }
+}
+
+/// A schedule's field for a message: shown when it reads like cron (short, digits, names
+/// and `* / , - ?`), by its length otherwise, since a schedule pasted in the wrong place
+/// may be a secret (crate::redact).
+fn cron_item(text: &str) -> String {
+    let cron_like = text.len() <= 16
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"*/,-?".contains(&b));
+    if cron_like {
+        format!("`{text}`")
+    } else {
+        crate::redact::described(text)
     }
 }
 
@@ -109,8 +132,9 @@ fn translate_weekdays(field: &str) -> Result<String, ScheduleError> {
         };
         if first > last {
             return Err(ScheduleError(format!(
-                "day-of-week `{field}`: range {range} runs backwards; write it as a list, \
-                 e.g. \"5,6,0\""
+                "day-of-week {}: range {} runs backwards; write it as a list, e.g. \"5,6,0\"",
+                cron_item(field),
+                cron_item(range)
             )));
         }
         let step = step.unwrap_or(1);
@@ -127,7 +151,9 @@ fn parse_step(s: &str, field: &str) -> Result<u8, ScheduleError> {
     match s.parse::<u8>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(ScheduleError(format!(
-            "day-of-week `{field}`: step `{s}` must be a positive number"
+            "day-of-week {}: step {} must be a positive number",
+            cron_item(field),
+            cron_item(s)
         ))),
     }
 }
@@ -145,8 +171,10 @@ fn parse_day(s: &str, field: &str) -> Result<u8, ScheduleError> {
         return Ok(i as u8);
     }
     Err(ScheduleError(format!(
-        "day-of-week `{field}`: `{s}` is not a weekday; use 0-7 (0 and 7 are Sunday, 1 is \
-         Monday) or names such as Mon"
+        "day-of-week {}: {} is not a weekday; use 0-7 (0 and 7 are Sunday, 1 is Monday) or \
+         names such as Mon",
+        cron_item(field),
+        cron_item(s)
     )))
 }
 

@@ -186,7 +186,7 @@ pub enum StateError {
     },
 }
 
-impl crate::error::Classify for StateError {
+impl crate::exit::Classify for StateError {
     /// Store credentials, or a state.json nobody signed: a human looks first (exit 2).
     fn is_bad_input(&self) -> bool {
         match self {

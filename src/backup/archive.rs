@@ -3,7 +3,7 @@
 //! uploaded again), and unpacked so that nothing can land outside the target.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::Compression;
@@ -13,6 +13,11 @@ use flate2::write::GzEncoder;
 pub enum ArchiveError {
     #[error("archive entry {entry:?} is refused: {why}")]
     Hostile { entry: String, why: &'static str },
+    #[error(
+        "archive {archive} is refused: it unpacks to more than {limit} (what a server wrote \
+         to the store must not fill this one's disk)"
+    )]
+    TooBig { archive: PathBuf, limit: String },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -178,11 +183,47 @@ fn real_dirs(dest: &Path, rel: &Path, create: bool) -> Result<(), &'static str> 
 /// a link that resolves outside, even through other links, a device) refuses the whole
 /// archive; the caller unpacks into a staging directory, so nothing half-done is kept.
 pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ArchiveError> {
+    let compressed = std::fs::metadata(archive)
+        .map_err(io_err("open", archive))?
+        .len();
+    unpack_within(archive, dest, Limits::for_archive(compressed))
+}
+
+/// What one archive may unpack to. Archives come from the store, which every server
+/// writes (issue 29): a 2 MB gzip of zeros is 2 GiB on disk. TSDB chunks are compressed
+/// already and an index compresses a few times, so 64 times the archive's size and 64 MiB
+/// more is room for any backup baton writes; a block holds a handful of files.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Limits {
+    pub fn for_archive(compressed: u64) -> Limits {
+        Limits {
+            bytes: compressed.saturating_mul(64).saturating_add(64 << 20),
+            entries: 100_000,
+        }
+    }
+}
+
+/// [`unpack`] with the limits given.
+pub fn unpack_within(archive: &Path, dest: &Path, limits: Limits) -> Result<(), ArchiveError> {
     let file = File::open(archive).map_err(io_err("open", archive))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut links = Vec::new();
+    let too_big = |limit: String| ArchiveError::TooBig {
+        archive: archive.to_path_buf(),
+        limit,
+    };
+    let (mut written, mut entries) = (0u64, 0u64);
     for entry in tar.entries().map_err(io_err("read", archive))? {
         let mut entry = entry.map_err(io_err("read", archive))?;
+        entries += 1;
+        if entries > limits.entries {
+            return Err(too_big(format!("{} entries", limits.entries)));
+        }
         let raw = entry.path().map_err(io_err("read", archive))?.into_owned();
         let name = raw.display().to_string();
         let hostile = |why| ArchiveError::Hostile {
@@ -213,7 +254,16 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<(), ArchiveError> {
                     .create_new(true)
                     .open(&target)
                     .map_err(io_err("write", &target))?;
-                io::copy(&mut entry, &mut out).map_err(io_err("write", &target))?;
+                // One byte past what is left tells "exactly the limit" from "more".
+                let left = limits.bytes - written;
+                let copied = io::copy(&mut (&mut entry).take(left + 1), &mut out)
+                    .map_err(io_err("write", &target))?;
+                if copied > left {
+                    drop(out);
+                    let _ = std::fs::remove_file(&target);
+                    return Err(too_big(format!("{} bytes", limits.bytes)));
+                }
+                written += copied;
                 set_mode(&target, mode)?;
             }
             tar::EntryType::Symlink => {
@@ -287,6 +337,62 @@ mod tests {
 
     fn inside(root: &tempfile::TempDir, link: &str) -> bool {
         link_resolves_inside(root.path(), Path::new(link)).unwrap()
+    }
+
+    /// A gzipped tar of `files` (name, length of zeros).
+    fn zeros_archive(dir: &Path, files: &[(&str, usize)]) -> PathBuf {
+        let path = dir.join("a.tar.gz");
+        let gz = GzEncoder::new(File::create(&path).unwrap(), Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        for (name, len) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(*len as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, io::repeat(0).take(*len as u64))
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn an_archive_that_unpacks_past_its_limits_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // 16 MiB of zeros gzip to about 16 KiB: 1000 times, where a backup is a few.
+        let bomb = zeros_archive(dir.path(), &[("chunks/000001", 16 << 20)]);
+        let compressed = std::fs::metadata(&bomb).unwrap().len();
+        assert!(compressed < 64 << 10, "{compressed}");
+        let limits = Limits {
+            bytes: 1 << 20,
+            entries: 10,
+        };
+        let dest = dir.path().join("bomb");
+        std::fs::create_dir(&dest).unwrap();
+        let err = unpack_within(&bomb, &dest, limits).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooBig { .. }), "{err}");
+        assert!(
+            !dest.join("chunks/000001").exists(),
+            "the file that went past the limit is removed"
+        );
+        // The same bytes within the limits unpack.
+        let fits = Limits {
+            bytes: 16 << 20,
+            entries: 10,
+        };
+        let dest = dir.path().join("fits");
+        std::fs::create_dir(&dest).unwrap();
+        unpack_within(&bomb, &dest, fits).unwrap();
+        // Entries are counted too (inodes run out before bytes do).
+        let many: Vec<(String, usize)> = (0..11).map(|i| (format!("f{i}"), 0)).collect();
+        let many: Vec<(&str, usize)> = many.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        let crowd = zeros_archive(&dir.path().join("fits"), &many);
+        let dest = dir.path().join("crowd");
+        std::fs::create_dir(&dest).unwrap();
+        let err = unpack_within(&crowd, &dest, limits).unwrap_err();
+        assert!(err.to_string().contains("10 entries"), "{err}");
+        // The default for an archive of that size: 64 times it and 64 MiB.
+        assert_eq!(Limits::for_archive(1 << 20).bytes, (64 << 20) + (64 << 20));
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub enum BackupError {
     TargetNotEmpty { target: PathBuf },
 }
 
-impl crate::error::Classify for BackupError {
+impl crate::exit::Classify for BackupError {
     fn is_bad_input(&self) -> bool {
         match self {
             BackupError::TargetNotEmpty { .. } => true,

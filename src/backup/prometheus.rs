@@ -52,7 +52,7 @@ impl Tsdb for PrometheusAdmin {
             .await
             .map_err(|e| {
                 self.fail(
-                    crate::cloud::exoscale::error_chain(&e),
+                    crate::cause::chain(&e),
                     "is Prometheus running, and is [prometheus] url right?",
                 )
             })?;

@@ -177,7 +177,7 @@ async fn fetch(
         std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
     let got = store
-        .get_to_file(key, path)
+        .get_to_file(key, path, size)
         .await?
         .ok_or_else(|| Attempt::Unusable(format!("object {key} is missing")))?;
     if got.size != size || got.sha256 != sha256 {

@@ -75,11 +75,15 @@ impl SiteOnly {
         ))
     }
 
-    async fn front_is_ours(&self, front: &str) -> Result<(), CloudError> {
-        let configured = self
-            .front
+    /// The configured address's front, asked of the cloud once.
+    async fn configured_front(&self) -> Result<&String, CloudError> {
+        self.front
             .get_or_try_init(|| self.inner.find_front(self.address))
-            .await?;
+            .await
+    }
+
+    async fn front_is_ours(&self, front: &str) -> Result<(), CloudError> {
+        let configured = self.configured_front().await?;
         if front == configured {
             return Ok(());
         }
@@ -167,10 +171,7 @@ impl Cloud for SiteOnly {
                 format!("the config's address is {}", self.address),
             ));
         }
-        self.front
-            .get_or_try_init(|| self.inner.find_front(self.address))
-            .await
-            .cloned()
+        self.configured_front().await.cloned()
     }
 
     fn front_moves(&self) -> bool {

@@ -283,7 +283,7 @@ pub enum CloudError {
     },
 }
 
-impl crate::error::Classify for CloudError {
+impl crate::exit::Classify for CloudError {
     /// Credentials, rights or names to fix before anything can be created: exit 2
     /// wherever it surfaces.
     fn is_bad_input(&self) -> bool {

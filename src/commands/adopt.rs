@@ -19,6 +19,7 @@ pub async fn run(args: &AdoptArgs) -> Result<(), Error> {
     let raw = crate::store::open(&config.store).await?;
     let mut said = Vec::new();
     let mut adopt: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut state = None;
 
     if let Some(bytes) = unsigned(sealed.as_ref(), raw.as_ref(), layout::STATE).await? {
         let mut site: SiteState = serde_json::from_slice(&bytes).map_err(|e| {
@@ -28,10 +29,7 @@ pub async fn run(args: &AdoptArgs) -> Result<(), Error> {
             )
         })?;
         check(&config, cloud.as_ref(), &mut site, &mut said).await?;
-        adopt.push((
-            layout::STATE.to_string(),
-            serde_json::to_vec(&site).unwrap_or_default(),
-        ));
+        state = Some(site);
     }
     for o in raw.list(layout::JOURNALS).await? {
         let Some(id) = layout::journal_id(&o.key) else {
@@ -57,7 +55,8 @@ pub async fn run(args: &AdoptArgs) -> Result<(), Error> {
         adopt.push((o.key.clone(), bytes));
     }
 
-    if adopt.is_empty() {
+    let count = adopt.len() + usize::from(state.is_some());
+    if count == 0 {
         println!("nothing to adopt: every object the operator writes is signed");
         return Ok(());
     }
@@ -65,18 +64,19 @@ pub async fn run(args: &AdoptArgs) -> Result<(), Error> {
         println!("  {line}");
     }
     if args.dry_run {
-        println!(
-            "would sign {} objects (--dry-run: nothing written)",
-            adopt.len()
-        );
+        println!("would sign {count} objects (--dry-run: nothing written)");
         return Ok(());
     }
-    for (key, bytes) in adopt.iter() {
-        sealed.put(key, bytes.clone()).await?;
+    if let Some(site) = &state {
+        crate::state::write(sealed.as_ref(), site)
+            .await
+            .map_err(crate::swap::overview::OverviewError::from)?;
+    }
+    for (key, bytes) in adopt {
+        sealed.put(&key, bytes).await?;
     }
     println!(
-        "signed {} objects with the host CA key; the store's unsigned objects are refused from now on",
-        adopt.len()
+        "signed {count} objects with the host CA key; the store's unsigned objects are refused from now on"
     );
     Ok(())
 }

@@ -37,7 +37,7 @@ struct Summary {
     packages: Vec<String>,
     images_pulled: Vec<String>,
     images_loaded: Vec<String>,
-    steps: Vec<super::swap::StepReport>,
+    steps: Vec<super::progress::StepReport>,
     total_seconds: f64,
 }
 
@@ -69,7 +69,7 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
         steps: Vec::new(),
         total_seconds: 0.0,
     };
-    let progress = Arc::new(super::swap::StepLines::new());
+    let progress = Arc::new(super::progress::StepLines::new());
     let mut steps = Steps::new(progress.clone());
 
     if args.dry_run {
@@ -236,7 +236,7 @@ async fn register(
                 build::cache_dir().display()
             ),
             code: match e.exit_code() {
-                crate::error::EXIT_BAD_INPUT => crate::error::EXIT_BAD_INPUT,
+                crate::exit::EXIT_BAD_INPUT => crate::exit::EXIT_BAD_INPUT,
                 _ => 1,
             },
         }),
@@ -269,7 +269,7 @@ fn report_of(b: &Built) -> ImageReport {
     }
 }
 
-fn progress_note(p: &super::swap::StepLines, line: &str) {
+fn progress_note(p: &super::progress::StepLines, line: &str) {
     crate::swap::run::Progress::note(p, line);
 }
 
@@ -319,7 +319,7 @@ fn finish(
         };
         let mut out = head;
         if !summary.steps.is_empty() {
-            out.push_str(&super::swap::time_lines(
+            out.push_str(&super::progress::time_lines(
                 &steps.times,
                 summary.total_seconds,
             ));
@@ -331,13 +331,13 @@ fn finish(
 
 /// The bake's steps, timed, with their lines on stderr.
 struct Steps {
-    progress: Arc<super::swap::StepLines>,
+    progress: Arc<super::progress::StepLines>,
     times: Vec<crate::swap::saga::StepTime>,
     current: &'static str,
 }
 
 impl Steps {
-    fn new(progress: Arc<super::swap::StepLines>) -> Steps {
+    fn new(progress: Arc<super::progress::StepLines>) -> Steps {
         Steps {
             progress,
             times: Vec::new(),
@@ -405,7 +405,7 @@ impl Steps {
         Ok(built)
     }
 
-    fn reports(&self) -> Vec<super::swap::StepReport> {
-        super::swap::step_reports(&self.times)
+    fn reports(&self) -> Vec<super::progress::StepReport> {
+        super::progress::step_reports(&self.times)
     }
 }

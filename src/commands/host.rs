@@ -26,8 +26,9 @@ pub async fn run(command: &HostCommand) -> Result<(), Error> {
         HostCommand::Up {
             host,
             sha256,
+            size,
             command,
-        } => up(host, sha256, command).await,
+        } => up(host, sha256, size.unwrap_or(MAX_BUNDLE), command).await,
         HostCommand::Logs { host, command } => {
             // The compose file interpolates these for every command, `logs` too: without
             // them `docker compose logs` refuses to read it and shows nothing.
@@ -108,7 +109,10 @@ fn cloud_init_errors(host: &Host) -> Result<(), Error> {
     }
 }
 
-async fn up(args: &HostArgs, sha256: &str, command: &str) -> Result<(), Error> {
+/// What `host up` downloads at most when the swap did not say the bundle's size.
+const MAX_BUNDLE: u64 = 4 << 30;
+
+async fn up(args: &HostArgs, sha256: &str, size: u64, command: &str) -> Result<(), Error> {
     if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Error::bad_input(
             format!("--sha256 {sha256:?} is not a sha256"),
@@ -130,7 +134,7 @@ async fn up(args: &HostArgs, sha256: &str, command: &str) -> Result<(), Error> {
             .map_err(|e| crate::fsutil::FileError::new("cannot create a file in", &parent, e))?;
         let got = ctx
             .store
-            .get_to_file(&key, download.path())
+            .get_to_file(&key, download.path(), size)
             .await?
             .ok_or_else(|| {
                 Error::Failed(format!(

@@ -226,10 +226,13 @@ fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
         .map(|(name, _)| name)
         .collect::<Vec<_>>()
         .join(", ");
-    for set in sets {
+    // Messages name a --set by its place and show only key-like names: a misspelt
+    // table or a value in the wrong place may be a secret (crate::redact).
+    for (i, set) in sets.iter().enumerate() {
+        let which = format!("--set #{} ({} characters)", i + 1, set.chars().count());
         let usage = "write --set TABLE.KEY=VALUE, e.g. --set swap.boot_timeout=2m";
         let Some((path, raw)) = set.split_once('=') else {
-            return Err(Error::bad_input(format!("--set {set:?} has no '='"), usage));
+            return Err(Error::bad_input(format!("{which} has no '='"), usage));
         };
         let keys: Vec<&str> = path.trim().split('.').map(str::trim).collect();
         let Some((key, tables)) = keys
@@ -237,7 +240,7 @@ fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
             .filter(|(k, t)| !k.is_empty() && !t.is_empty())
         else {
             return Err(Error::bad_input(
-                format!("--set {set:?}: {path:?} does not name a table and a key"),
+                format!("{which}: what comes before '=' does not name a table and a key"),
                 usage,
             ));
         };
@@ -249,8 +252,8 @@ fn apply_sets(text: &str, sets: &[String]) -> Result<String, Error> {
                 .ok_or_else(|| {
                     Error::bad_input(
                         format!(
-                            "--set {set:?}: baton.toml has no table [{}]",
-                            tables[..=i].join(".")
+                            "{which}: baton.toml has no table {}",
+                            crate::redact::shown(&tables[..=i].join("."))
                         ),
                         format!("baton init writes the tables {known}"),
                     )

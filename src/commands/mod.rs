@@ -10,6 +10,7 @@ pub mod host;
 pub mod init;
 pub mod known_hosts;
 pub mod plan;
+mod progress;
 pub mod prune;
 pub mod publish;
 pub mod render;
@@ -199,4 +200,41 @@ pub(crate) fn sealed(
         Sealed::verifying(store, ca)
     };
     Ok(std::sync::Arc::new(sealed))
+}
+
+/// Opens the cloud and the store for `config`, lets `check` look at the store first, and
+/// runs the saga under the deploy lock with step lines on stderr.
+pub(crate) async fn execute<F>(
+    config: crate::config::Config,
+    saga: crate::swap::run::SagaKind,
+    mode: crate::swap::run::Mode,
+    lock_wait: std::time::Duration,
+    template: Option<String>,
+    check: impl FnOnce(std::sync::Arc<dyn crate::store::ObjectStore>) -> F,
+) -> Result<crate::swap::run::Finished, Error>
+where
+    F: std::future::Future<Output = Result<(), Error>>,
+{
+    let deploy_key = crate::generation::deploy_key(&config)?;
+    let (cloud, store) = operator(&config).await?;
+    check(store.clone()).await?;
+    let progress = std::sync::Arc::new(progress::StepLines::new());
+    let request = crate::swap::run::Request {
+        saga,
+        mode,
+        lock_wait,
+        holder: crate::swap::lock::Holder::this_process(),
+        template,
+    };
+    let services = crate::swap::run::Services {
+        config,
+        cloud,
+        store,
+        connector: std::sync::Arc::new(crate::remote::SshConnector),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+        deploy_key,
+    };
+    let finished = crate::swap::run::run(request, services, progress.clone()).await?;
+    drop(progress);
+    Ok(finished)
 }

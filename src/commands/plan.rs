@@ -126,11 +126,22 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         .as_ref()
         .and_then(|s| s.active.as_ref())
         .map(|a| a.instance.clone());
+    let mut lock_notes = Vec::new();
     if let Some(l) = &overview.lock {
-        blockers.push(format!(
-            "the deploy lock is held by {} on {}",
-            l.holder, l.host
-        ));
+        let now = crate::clock::unix_seconds(std::time::SystemTime::now());
+        if l.stands_in_the_way(now, &crate::swap::lock::Holder::this_process()) {
+            blockers.push(format!(
+                "the deploy lock is held by {} on {}",
+                l.holder, l.host
+            ));
+        } else {
+            // Expired, or its process on this machine is gone: a swap takes it over.
+            lock_notes.push(format!(
+                "the deploy lock's lease by {} on {} has ended (expired, or its process is \
+                 gone): a swap takes it over",
+                l.holder, l.host
+            ));
+        }
     }
     blockers.extend(crate::swap::preflight::local(&config));
     blockers.extend(crate::swap::preflight::server_key_missing(&config));
@@ -190,7 +201,8 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
         );
     }
     push("release the lock");
-    let (keys, warnings) = keys(&config);
+    let (keys, mut warnings) = keys(&config);
+    warnings.extend(lock_notes);
     let plan = Plan {
         generation,
         instance_name: name,

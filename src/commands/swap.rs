@@ -1,18 +1,14 @@
 //! `baton swap`: the blue/green replacement, as a resumable saga under the deploy lock
 //! (`swap::run`). This file reads the arguments, opens the services and reports.
 
-use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde::Serialize;
 
+use super::progress::{RollbackReport, StepReport, rollback_report, step_reports, time_lines};
 use crate::cli::{ConfigArg, ReportArgs, SwapArgs};
 use crate::config::Config;
 use crate::error::Error;
-use crate::swap::lock::Holder;
-use crate::swap::run::{Finished, Mode, Progress, Request, SagaKind, Services};
-use crate::swap::saga::{Outcome, StepTime};
+use crate::swap::run::{Finished, Mode, SagaKind};
+use crate::swap::saga::Outcome;
 
 #[derive(Serialize)]
 struct Summary {
@@ -32,46 +28,7 @@ struct Summary {
     front_gap_seconds: Option<f64>,
     /// The rollback that followed a failed watch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    rollback: Option<super::rollback::Report>,
-}
-
-#[derive(Serialize)]
-pub(super) struct StepReport {
-    step: &'static str,
-    seconds: f64,
-}
-
-pub(super) fn step_reports(times: &[StepTime]) -> Vec<StepReport> {
-    times
-        .iter()
-        .map(|t| StepReport {
-            step: t.step,
-            seconds: t.took.as_secs_f64(),
-        })
-        .collect()
-}
-
-/// One line per step with its time, then the total.
-pub(super) fn time_lines(times: &[StepTime], total: f64) -> String {
-    let mut out = String::new();
-    for t in times {
-        out.push_str(&format!(
-            "\n  {:<16} {:>8.1}s",
-            t.step,
-            t.took.as_secs_f64()
-        ));
-    }
-    out.push_str(&format!("\n  {:<16} {:>8.1}s", "total", total));
-    out
-}
-
-/// The word a summary gives an outcome.
-pub(super) fn outcome_word(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Done => "done",
-        Outcome::Undone { .. } => "undone",
-        Outcome::NeedsAttention { .. } => "needs-attention",
-    }
+    rollback: Option<RollbackReport>,
 }
 
 pub async fn run(args: &SwapArgs) -> Result<(), Error> {
@@ -111,7 +68,7 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
         Mode::Start { .. } => crate::swap::preflight::server_key_missing(&config),
         _ => None,
     };
-    let finished = execute(
+    let finished = super::execute(
         config,
         SagaKind::Swap,
         mode,
@@ -141,43 +98,6 @@ pub async fn run(args: &SwapArgs) -> Result<(), Error> {
     report(args, &finished)
 }
 
-/// Opens the cloud and the store for `config`, lets `check` look at the store first, and
-/// runs the saga under the deploy lock with step lines on stderr.
-pub(super) async fn execute<F>(
-    config: Config,
-    saga: SagaKind,
-    mode: Mode,
-    lock_wait: Duration,
-    template: Option<String>,
-    check: impl FnOnce(Arc<dyn crate::store::ObjectStore>) -> F,
-) -> Result<Finished, Error>
-where
-    F: std::future::Future<Output = Result<(), Error>>,
-{
-    let deploy_key = crate::generation::deploy_key(&config)?;
-    let (cloud, store) = super::operator(&config).await?;
-    check(store.clone()).await?;
-    let progress = Arc::new(StepLines::new());
-    let request = Request {
-        saga,
-        mode,
-        lock_wait,
-        holder: Holder::this_process(),
-        template,
-    };
-    let services = Services {
-        config,
-        cloud,
-        store,
-        connector: Arc::new(crate::remote::SshConnector),
-        clock: Arc::new(crate::clock::SystemClock),
-        deploy_key,
-    };
-    let finished = crate::swap::run::run(request, services, progress.clone()).await?;
-    drop(progress);
-    Ok(finished)
-}
-
 fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
     let outcome = &finished.outcome;
     let Some(j) = &finished.swap else {
@@ -186,7 +106,7 @@ fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
             "run `baton status`",
         ));
     };
-    let rollback = finished.rollback.as_ref().map(super::rollback::report_of);
+    let rollback = finished.rollback.as_ref().map(rollback_report);
     let (word, code, message) = match (outcome, &rollback) {
         (Outcome::Done, None) => ("done", 0, String::new()),
         (Outcome::Done, Some(r)) => (
@@ -274,76 +194,5 @@ fn report(args: &SwapArgs, finished: &Finished) -> Result<(), Error> {
             Ok(())
         }
         _ => Err(Error::Swap { message, code }),
-    }
-}
-
-/// Step progress on stderr: a spinner on a terminal, plain lines otherwise.
-pub(super) struct StepLines {
-    bar: Option<indicatif::ProgressBar>,
-    index: std::sync::Mutex<usize>,
-}
-
-impl StepLines {
-    pub(super) fn new() -> StepLines {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
-        StepLines {
-            bar,
-            index: std::sync::Mutex::new(0),
-        }
-    }
-
-    fn line(&self, text: &str) {
-        match &self.bar {
-            Some(b) => b.println(text),
-            None => eprintln!("{text}"),
-        }
-    }
-}
-
-impl Progress for StepLines {
-    fn note(&self, line: &str) {
-        self.line(line);
-    }
-
-    fn begin(&self, line: &str) {
-        *crate::sync::lock(&self.index) = 0;
-        self.line(line);
-    }
-
-    fn step(&self, name: &'static str, time: Option<&StepTime>, total: usize) {
-        match time {
-            None => {
-                let mut i = crate::sync::lock(&self.index);
-                *i += 1;
-                let text = format!("[{}/{total}] {name}", *i);
-                match &self.bar {
-                    Some(b) => b.set_message(text),
-                    None => eprintln!("{text}"),
-                }
-            }
-            Some(t) => {
-                let i = *crate::sync::lock(&self.index);
-                self.line(&format!(
-                    "[{i}/{total}] {name} ({:.1}s)",
-                    t.took.as_secs_f64()
-                ));
-            }
-        }
-    }
-
-    fn detail(&self, text: &str) {
-        self.line(&format!("      {text}"));
-    }
-}
-
-impl Drop for StepLines {
-    fn drop(&mut self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
     }
 }

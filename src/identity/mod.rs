@@ -30,7 +30,7 @@ pub enum IdentityError {
     },
 }
 
-impl crate::error::Classify for IdentityError {
+impl crate::exit::Classify for IdentityError {
     fn is_bad_input(&self) -> bool {
         matches!(self, IdentityError::Load { .. })
     }

@@ -59,7 +59,7 @@ pub enum ImageError {
     Store(#[from] crate::store::StoreError),
 }
 
-impl crate::error::Classify for ImageError {
+impl crate::exit::Classify for ImageError {
     fn is_bad_input(&self) -> bool {
         match self {
             ImageError::Recipe { .. } | ImageError::NotBaked { .. } => true,
@@ -157,6 +157,26 @@ impl Recipe {
         validate(&settings, &settings_path)?;
         // Absolute: the builder runs in the recipe directory, with these paths.
         let dir = dir.canonicalize().unwrap_or(dir);
+        if let Some(builder) = &settings.builder {
+            // Inside the recipe, so its bytes are in the recipe's hash: a builder elsewhere
+            // could change while the bake still found its old image by the same name.
+            let inside = dir
+                .join(builder)
+                .canonicalize()
+                .is_ok_and(|b| b.starts_with(&dir) && b.is_file());
+            if !inside {
+                return Err(bad(
+                    &settings_path,
+                    format!(
+                        "builder {:?} is not a file inside the recipe directory {}",
+                        clip(&builder.to_string_lossy()),
+                        dir.display()
+                    ),
+                    "put the builder program in the recipe directory and name it relative to \
+                     it (its bytes are part of the recipe's hash)",
+                ));
+            }
+        }
         let files = crate::fsutil::regular_files(&dir)
             .map_err(|e| bad(&dir, e.to_string(), "keep only regular files in the recipe"))?;
         let mut h = Sha256::new();
@@ -177,6 +197,17 @@ impl Recipe {
         let archives = archive_tags(&dir.join(ARCHIVES_DIR))?;
         let mut images = Vec::new();
         for reference in bundle_images(bundle_dir)? {
+            if !is_reference(&reference) {
+                return Err(bad(
+                    bundle_dir,
+                    format!(
+                        "the image reference {:?} is not one a registry accepts",
+                        clip(&reference)
+                    ),
+                    "write NAME[:TAG]@sha256:<64 hex digits>, with letters, digits and . _ - / : \
+                     only",
+                ));
+            }
             h.update(b"image\0");
             h.update(reference.as_bytes());
             h.update(b"\0");
@@ -185,7 +216,7 @@ impl Recipe {
                     reference,
                     file: file.clone(),
                 });
-            } else if reference.contains("@sha256:") {
+            } else if is_pinned(&reference) {
                 images.push(Source::Pull(reference));
             } else {
                 return Err(bad(
@@ -259,16 +290,54 @@ fn validate(s: &Settings, path: &Path) -> Result<(), ImageError> {
     if !(2..=1024).contains(&s.size_gb) {
         return Err(bad("size_gb", "give 2 to 1024 (GB)"));
     }
-    if s.cmdline.contains(['\n', '\r', '"', '\'', '`', '$', '\\']) {
+    // grub.cfg is a script: `;`, braces, quotes or `$` there would be GRUB's syntax, not
+    // the kernel's. Kernel parameters need none of it.
+    if !s
+        .cmdline
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" -_.,:=/+@%".contains(&b))
+    {
         return Err(bad(
             "cmdline",
-            "write kernel parameters only, without quotes or shell characters",
+            "write kernel parameters only: letters, digits, spaces and - _ . , : = / + @ %",
         ));
     }
     if !debian_name(&s.default_user) {
         return Err(bad("default_user", "give a user name, e.g. \"debian\""));
     }
     Ok(())
+}
+
+/// At most 80 characters of a name read from a file, for a message.
+fn clip(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// Whether a registry would take `reference` as it is: a name of letters, digits and
+/// `. _ - / :`, then at most one `@sha256:` digest. Nothing else reaches the builder.
+fn is_reference(reference: &str) -> bool {
+    let name = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
+        && (!reference.contains('@') || is_pinned(reference))
+}
+
+/// Whether `reference` names its image by a whole SHA-256 digest (64 lower-case hex).
+fn is_pinned(reference: &str) -> bool {
+    reference
+        .split_once("@sha256:")
+        .is_some_and(|(name, digest)| {
+            !name.is_empty()
+                && digest.len() == 64
+                && digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 pub fn template_name(site: &str, hash: &str) -> String {
@@ -490,6 +559,9 @@ mod tests {
         );
     }
 
+    const AA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const BB: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
     fn recipe_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("docker")).unwrap();
@@ -503,12 +575,20 @@ mod tests {
     fn the_hash_follows_the_recipe_and_the_bundles_images() {
         let dir = recipe_dir();
         let compose = dir.path().join("docker/docker-compose.yml");
-        std::fs::write(&compose, "services:\n  a:\n    image: caddy:2@sha256:aa\n").unwrap();
+        std::fs::write(
+            &compose,
+            format!("services:\n  a:\n    image: caddy:2@sha256:{AA}\n"),
+        )
+        .unwrap();
         let load = || Recipe::at(&dir.path().join("image"), &dir.path().join("docker"));
         let first = load().unwrap().hash;
         assert_eq!(first.len(), 16);
         assert_eq!(load().unwrap().hash, first, "stable");
-        std::fs::write(&compose, "services:\n  a:\n    image: caddy:2@sha256:bb\n").unwrap();
+        std::fs::write(
+            &compose,
+            format!("services:\n  a:\n    image: caddy:2@sha256:{BB}\n"),
+        )
+        .unwrap();
         let second = load().unwrap().hash;
         assert_ne!(second, first, "a new digest is a new recipe");
         std::fs::write(dir.path().join("image/recipe.toml"), "suite = \"forky\"\n").unwrap();
@@ -525,7 +605,7 @@ mod tests {
         let before = load().unwrap().hash;
         std::fs::write(
             &compose,
-            "# a comment\nservices:\n  a:\n    image: caddy:2@sha256:bb\n",
+            format!("# a comment\nservices:\n  a:\n    image: caddy:2@sha256:{BB}\n"),
         )
         .unwrap();
         assert_eq!(load().unwrap().hash, before);
@@ -537,15 +617,15 @@ mod tests {
         let docker = dir.path().join("docker");
         std::fs::write(
             docker.join("docker-compose.yml"),
-            "services:\n  a:\n    image: caddy:2@sha256:aa\n  b:\n    image: prom/prometheus:v2@sha256:bb\n",
+            format!("services:\n  a:\n    image: caddy:2@sha256:{AA}\n  b:\n    image: prom/prometheus:v2@sha256:{BB}\n"),
         )
         .unwrap();
         let load = || Recipe::at(&dir.path().join("image"), &docker);
         assert_eq!(
             load().unwrap().images,
             vec![
-                Source::Pull("caddy:2@sha256:aa".into()),
-                Source::Pull("prom/prometheus:v2@sha256:bb".into())
+                Source::Pull(format!("caddy:2@sha256:{AA}")),
+                Source::Pull(format!("prom/prometheus:v2@sha256:{BB}"))
             ]
         );
         std::fs::write(
@@ -577,7 +657,7 @@ mod tests {
                     reference: "local/stand-in:latest".into(),
                     file: archives.join("stand-in.tar")
                 },
-                Source::Pull("prom/prometheus:v2@sha256:bb".into())
+                Source::Pull(format!("prom/prometheus:v2@sha256:{BB}"))
             ]
         );
     }
@@ -597,6 +677,15 @@ mod tests {
                 "suite = \"trixie\"\ncmdline = \"quiet $(reboot)\"\n",
                 "cmdline",
             ),
+            // GRUB's own syntax: a second command, a block.
+            (
+                "suite = \"trixie\"\ncmdline = \"quiet; reboot\"\n",
+                "cmdline",
+            ),
+            ("suite = \"trixie\"\ncmdline = \"quiet }\"\n", "cmdline"),
+            // Outside the recipe, so outside its hash.
+            ("suite = \"trixie\"\nbuilder = \"../build\"\n", "builder"),
+            ("suite = \"trixie\"\nbuilder = \"/bin/true\"\n", "builder"),
             ("suite = \"trixie\"\nsuit = \"x\"\n", "suit"),
         ] {
             std::fs::write(dir.path().join("image/recipe.toml"), text).unwrap();
@@ -606,5 +695,59 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_builder_inside_the_recipe_is_part_of_its_hash() {
+        let dir = recipe_dir();
+        let image = dir.path().join("image");
+        std::fs::write(dir.path().join("build"), "#!/bin/sh\n").unwrap();
+        std::fs::write(image.join("build"), "#!/bin/sh\necho one\n").unwrap();
+        std::fs::write(
+            image.join("recipe.toml"),
+            "suite = \"trixie\"\nbuilder = \"build\"\n",
+        )
+        .unwrap();
+        let load = || Recipe::at(&image, &dir.path().join("docker"));
+        let first = load().unwrap().hash;
+        std::fs::write(image.join("build"), "#!/bin/sh\necho two\n").unwrap();
+        assert_ne!(load().unwrap().hash, first, "a new builder is a new recipe");
+    }
+
+    #[test]
+    fn an_image_reference_is_pinned_by_a_whole_digest_and_nothing_else() {
+        let dir = recipe_dir();
+        let compose = dir.path().join("docker/docker-compose.yml");
+        let load = || Recipe::at(&dir.path().join("image"), &dir.path().join("docker"));
+        for (image, why) in [
+            ("caddy:2@sha256:aa".to_string(), "a short digest"),
+            (
+                format!("caddy:2@sha256:{}", AA.to_uppercase()),
+                "upper-case hex",
+            ),
+            (format!("\"caddy:2\\nRUN x@sha256:{AA}\""), "a newline"),
+            (format!("\"caddy 2@sha256:{AA}\""), "a space"),
+            (format!("caddy:2@sha256:{AA}@sha256:{BB}"), "two digests"),
+            (format!("caddy:2@md5:{AA}"), "another algorithm"),
+        ] {
+            std::fs::write(&compose, format!("services:\n  a:\n    image: {image}\n")).unwrap();
+            let err = load().expect_err(why).to_string();
+            assert!(
+                err.contains("docker") && err.contains("fix:"),
+                "{why}: {err}"
+            );
+            assert!(
+                !err.contains("\nRUN"),
+                "{why}: the newline is escaped: {err}"
+            );
+        }
+        std::fs::write(
+            &compose,
+            format!(
+                "services:\n  a:\n    image: registry.example:5000/a/caddy:2.8_x-y@sha256:{AA}\n"
+            ),
+        )
+        .unwrap();
+        assert!(load().is_ok(), "a registry, a port and a tag");
     }
 }

@@ -71,6 +71,30 @@ async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     }
 }
 
+impl FsStore {
+    /// Opens `key` for reading if it holds at most `limit` bytes; `None` when missing.
+    fn open_within(&self, key: &str, limit: u64) -> Result<Option<std::fs::File>, StoreError> {
+        let file = match std::fs::File::open(self.path(key)?) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("read", key, e)),
+        };
+        let len = file.metadata().map_err(|e| self.io("stat", key, e))?.len();
+        if len > limit {
+            return Err(self.too_large(key, limit));
+        }
+        Ok(Some(file))
+    }
+
+    fn too_large(&self, key: &str, limit: u64) -> StoreError {
+        StoreError::TooLarge {
+            key: key.to_string(),
+            store: self.url.clone(),
+            limit,
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for FsStore {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -109,21 +133,31 @@ impl ObjectStore for FsStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match std::fs::read(self.path(key)?) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io("read", key, e)),
+        use std::io::Read;
+        let Some(src) = self.open_within(key, super::MAX_SMALL_OBJECT)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        src.take(super::MAX_SMALL_OBJECT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io("read", key, e))?;
+        if bytes.len() as u64 > super::MAX_SMALL_OBJECT {
+            return Err(self.too_large(key, super::MAX_SMALL_OBJECT));
         }
+        Ok(Some(bytes))
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError> {
+    async fn get_to_file(
+        &self,
+        key: &str,
+        path: &Path,
+        limit: u64,
+    ) -> Result<Option<Downloaded>, StoreError> {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         use std::io::Read;
-        let mut src = match std::fs::File::open(self.path(key)?) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io("read", key, e)),
+        let Some(mut src) = self.open_within(key, limit)? else {
+            return Ok(None);
         };
         let mut dst =
             std::fs::File::create(path).map_err(|e| self.io("write local copy of", key, e))?;
@@ -134,10 +168,14 @@ impl ObjectStore for FsStore {
             if n == 0 {
                 break;
             }
+            total += n as u64;
+            // The file grew after the look at its length.
+            if total > limit {
+                return Err(self.too_large(key, limit));
+            }
             hasher.update(&buf[..n]);
             dst.write_all(&buf[..n])
                 .map_err(|e| self.io("write local copy of", key, e))?;
-            total += n as u64;
         }
         Ok(Some(Downloaded {
             size: total,

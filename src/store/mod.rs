@@ -99,9 +99,24 @@ pub enum StoreError {
         store: String,
         why: String,
     },
+    /// Every server writes to the store: an object may be far larger than what names it
+    /// says, or endless. Reading stops at the limit.
+    #[error(
+        "object {key} in {store} is larger than the {limit} bytes expected of it: nothing \
+         past that was read (a server may have written it)"
+    )]
+    TooLarge {
+        key: String,
+        store: String,
+        limit: u64,
+    },
 }
 
-impl crate::error::Classify for StoreError {
+/// What [`ObjectStore::get`] reads at most: it serves JSON (manifests, state, journals,
+/// locks) and indexes, all far smaller; an endless object must not exhaust memory.
+pub const MAX_SMALL_OBJECT: u64 = 64 << 20;
+
+impl crate::exit::Classify for StoreError {
     /// A URL or credentials to fix first: exit 2 wherever it surfaces.
     fn is_bad_input(&self) -> bool {
         matches!(
@@ -122,9 +137,17 @@ pub trait ObjectStore: Send + Sync {
     async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StoreError>;
     /// Writes `bytes` at `key` only if nothing is there yet.
     async fn create_new(&self, key: &str, bytes: Vec<u8>) -> Result<Created, StoreError>;
+    /// Reads `key` whole, at most [`MAX_SMALL_OBJECT`] bytes ([`StoreError::TooLarge`]).
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Streams `key` into `path`, hashing on the way; `Ok(None)` when there is no such object.
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError>;
+    /// Streams `key` into `path`, hashing on the way; `Ok(None)` when there is no such
+    /// object, [`StoreError::TooLarge`] as soon as it passes `limit` bytes (what the
+    /// manifest or the journal that names it says it holds).
+    async fn get_to_file(
+        &self,
+        key: &str,
+        path: &Path,
+        limit: u64,
+    ) -> Result<Option<Downloaded>, StoreError>;
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// Deletes `key`; a missing object is success.

@@ -317,6 +317,21 @@ fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<
     e.raw_response().map(|r| r.status().as_u16())
 }
 
+impl S3Store {
+    /// [`StoreError::TooLarge`] when `len` (what the server announced, or what arrived
+    /// so far) passes `limit`: the download stops there.
+    fn within(&self, key: &str, len: Option<i64>, limit: u64) -> Result<(), StoreError> {
+        match len {
+            Some(len) if u64::try_from(len).unwrap_or(0) > limit => Err(StoreError::TooLarge {
+                key: key.to_string(),
+                store: self.describe(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
@@ -371,13 +386,20 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(out) => {
-                let data = out
+            Ok(mut out) => {
+                let limit = super::MAX_SMALL_OBJECT;
+                self.within(key, out.content_length(), limit)?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = out
                     .body
-                    .collect()
+                    .try_next()
                     .await
-                    .map_err(|e| self.io("read", key, e))?;
-                Ok(Some(data.into_bytes().to_vec()))
+                    .map_err(|e| self.io("read", key, e))?
+                {
+                    bytes.extend_from_slice(&chunk);
+                    self.within(key, Some(bytes.len() as i64), limit)?;
+                }
+                Ok(Some(bytes))
             }
             Err(e)
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key())
@@ -389,7 +411,12 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError> {
+    async fn get_to_file(
+        &self,
+        key: &str,
+        path: &Path,
+        limit: u64,
+    ) -> Result<Option<Downloaded>, StoreError> {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         use tokio::io::AsyncWriteExt;
@@ -410,6 +437,7 @@ impl ObjectStore for S3Store {
             }
             Err(e) => return Err(self.sdk("read", key, e)),
         };
+        self.within(key, out.content_length(), limit)?;
         // Network chunks are small; each tokio file write is a trip to the blocking pool.
         let file = tokio::fs::File::create(path)
             .await
@@ -422,11 +450,12 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.io("read", key, e))?
         {
+            total += chunk.len() as u64;
+            self.within(key, Some(total as i64), limit)?;
             hasher.update(&chunk);
             file.write_all(&chunk)
                 .await
                 .map_err(|e| self.io("write local copy of", key, e))?;
-            total += chunk.len() as u64;
         }
         file.flush()
             .await

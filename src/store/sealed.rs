@@ -173,7 +173,12 @@ impl ObjectStore for Sealed {
             })
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError> {
+    async fn get_to_file(
+        &self,
+        key: &str,
+        path: &Path,
+        limit: u64,
+    ) -> Result<Option<Downloaded>, StoreError> {
         if is_sealed(key) {
             return Err(StoreError::Io {
                 op: "get",
@@ -182,7 +187,7 @@ impl ObjectStore for Sealed {
                 reason: "an operator object is read whole and checked, never into a file".into(),
             });
         }
-        self.inner.get_to_file(key, path).await
+        self.inner.get_to_file(key, path, limit).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::saga::StepError;
-use super::steps::SwapState;
+use super::state::SwapState;
 use crate::cloud::Cloud;
 use crate::cloudinit::AgentBinary;
 use crate::config::Config;

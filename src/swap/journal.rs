@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use super::rollback::{self, RollbackState};
 use super::saga::{Journal, Phase};
-use super::steps::{SwapState, names};
+use super::state::SwapState;
+use super::steps::names;
 use crate::store::layout;
 use crate::store::{ObjectStore, StoreError};
 
@@ -114,7 +115,7 @@ pub enum JournalError {
     Unreadable { key: String, why: String },
 }
 
-impl crate::error::Classify for JournalError {
+impl crate::exit::Classify for JournalError {
     fn is_bad_input(&self) -> bool {
         match self {
             JournalError::Store(e) => e.is_bad_input(),

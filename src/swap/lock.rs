@@ -5,7 +5,13 @@
 //! highest epoch is the truth. Every transition (take, take over an expired lease, renew,
 //! release) creates the next epoch: of two contenders exactly one can create it, and
 //! nothing is ever overwritten. The winner deletes the epochs below its own.
+//!
+//! Every server can write to the store, so an object under `lock/` that the site's key did
+//! not sign (store::sealed) is a plant: it is never the head, and a transition steps over
+//! the key it occupies. One at the largest epoch, or at the epoch a renewal needs next,
+//! cannot block a swap.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -61,7 +67,7 @@ pub enum LockError {
     Exhausted { key: String },
 }
 
-impl crate::error::Classify for LockError {
+impl crate::exit::Classify for LockError {
     fn is_bad_input(&self) -> bool {
         match self {
             LockError::Store(e) => e.is_bad_input(),
@@ -97,6 +103,14 @@ impl Holder {
             host,
             pid: std::process::id(),
         }
+    }
+}
+
+impl Lease {
+    /// Whether this lease keeps `holder` from taking the lock now: released, expired and
+    /// dead-on-this-machine leases are taken over at once.
+    pub fn stands_in_the_way(&self, now: u64, holder: &Holder) -> bool {
+        !self.released && self.expires > now && !dead_here(self, holder)
     }
 }
 
@@ -142,6 +156,26 @@ fn next(epoch: u64) -> Result<u64, LockError> {
     })
 }
 
+/// The first epoch above `after` whose key no object holds: a planted object occupies its
+/// key for good (create-only), so a transition steps over it.
+fn next_free(after: u64, taken: &BTreeSet<u64>) -> Result<u64, LockError> {
+    let mut epoch = next(after)?;
+    while taken.contains(&epoch) {
+        epoch = next(epoch)?;
+    }
+    Ok(epoch)
+}
+
+/// Plants skipped on the way down to the head before baton gives up and says so.
+const MOST_PLANTS: usize = 64;
+
+/// What `lock/` holds: the head (the highest epoch whose object is the operator's, with
+/// its bytes) and every epoch a key names, plants included.
+struct Scan {
+    head: Option<(u64, Vec<u8>)>,
+    taken: BTreeSet<u64>,
+}
+
 fn rfc3339(unix: u64) -> String {
     chrono::DateTime::from_timestamp(unix as i64, 0)
         .map_or_else(|| unix.to_string(), |t| t.to_rfc3339())
@@ -157,31 +191,71 @@ impl DeployLock {
         }
     }
 
-    /// The current lease (the highest epoch), if any. A head that is not a lease baton
-    /// could have written (it does not parse, names another epoch, or runs further ahead
-    /// than [`MAX_LEASE_AHEAD`]) holds nothing: it reads as released at its epoch, so the
-    /// next transition builds on it and the lock is never stuck.
+    /// The current lease (the highest epoch the site's key signed), if any. A signed head
+    /// that is not a lease baton could have written (it does not parse, names another
+    /// epoch, or runs further ahead than [`MAX_LEASE_AHEAD`]) holds nothing: it reads as
+    /// released at its epoch, so the next transition builds on it and the lock is never
+    /// stuck.
     pub async fn current(&self) -> Result<Option<Lease>, LockError> {
-        let Some(epoch) = self.highest().await? else {
-            return Ok(None);
-        };
-        let bytes = match self.store.get(&layout::lock(epoch)).await {
-            Ok(Some(bytes)) => bytes,
-            // Deleted between list and get: treat as free; create_new decides.
-            Ok(None) => return Ok(None),
-            // Not the operator's (store::sealed): a server put it there.
-            Err(crate::store::StoreError::NotSealed { .. }) => {
-                return Ok(Some(Self::void(epoch, "not signed by the site's key")));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        Ok(self.lease_of(self.scan().await?.head))
+    }
+
+    fn lease_of(&self, head: Option<(u64, Vec<u8>)>) -> Option<Lease> {
+        let (epoch, bytes) = head?;
         let now = unix_seconds(self.clock.now());
         let lease = match serde_json::from_slice::<Lease>(&bytes) {
             Ok(l) if l.epoch == epoch && l.expires <= now + MAX_LEASE_AHEAD.as_secs() => l,
             Ok(_) => Self::void(epoch, "a lease no baton writes"),
             Err(_) => Self::void(epoch, "an object that is no lease"),
         };
-        Ok(Some(lease))
+        Some(lease)
+    }
+
+    /// Reads `lock/` from the highest epoch down to the first object the operator wrote.
+    async fn scan(&self) -> Result<Scan, LockError> {
+        let taken: BTreeSet<u64> = self
+            .store
+            .list(PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|o| layout::lock_epoch(&o.key))
+            .collect();
+        let mut plants = 0;
+        for &epoch in taken.iter().rev() {
+            match self.store.get(&layout::lock(epoch)).await {
+                Ok(Some(bytes)) => {
+                    return Ok(Scan {
+                        head: Some((epoch, bytes)),
+                        taken,
+                    });
+                }
+                // Deleted between list and get: a winner's clean-up; look lower.
+                Ok(None) => {}
+                // Nobody's lease: deleted where it is found (its key stays in `taken`, so
+                // this look steps over it all the same).
+                Err(StoreError::NotSealed { .. }) => {
+                    tracing::warn!(
+                        "lock object {} is not signed by the site's key (a server wrote it): \
+                         deleted",
+                        layout::lock(epoch)
+                    );
+                    let _ = self.store.delete(&layout::lock(epoch)).await;
+                    plants += 1;
+                    if plants >= MOST_PLANTS {
+                        return Err(LockError::Corrupt {
+                            key: layout::lock(epoch),
+                            reason: format!(
+                                "{plants} objects under {PREFIX} that the site's key did not \
+                                 sign: a server wrote them\n  fix: delete them while no swap \
+                                 runs, and look for the server that could"
+                            ),
+                        });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Scan { head: None, taken })
     }
 
     fn void(epoch: u64, what: &str) -> Lease {
@@ -221,25 +295,39 @@ impl DeployLock {
             .await?)
     }
 
-    /// Whether `epoch` is the highest: a slow contender can re-create an epoch that a
-    /// winner already cleaned up, below the real head. Its object is then removed again.
+    /// Whether `epoch` is the head: a slow contender can re-create an epoch that a winner
+    /// already cleaned up, below the real head. Its object is then removed again.
     async fn confirm(&self, epoch: u64) -> Result<bool, LockError> {
-        if self.highest().await? == Some(epoch) {
+        if self.head().await? == Some(epoch) {
             return Ok(true);
         }
         let _ = self.store.delete(&layout::lock(epoch)).await;
         Ok(false)
     }
 
-    /// The highest epoch, compared as a number.
-    async fn highest(&self) -> Result<Option<u64>, LockError> {
-        Ok(self
-            .store
-            .list(PREFIX)
-            .await?
-            .into_iter()
-            .filter_map(|o| layout::lock_epoch(&o.key))
-            .max())
+    /// The head's epoch.
+    async fn head(&self) -> Result<Option<u64>, LockError> {
+        Ok(self.scan().await?.head.map(|(epoch, _)| epoch))
+    }
+
+    /// Creates `lease` at the first free epoch above `after`; `None` when someone else's
+    /// lease became the head meanwhile. A plant that took the key between the look and
+    /// the create only costs another look.
+    async fn advance(
+        &self,
+        after: u64,
+        lease: impl Fn(u64) -> Lease,
+    ) -> Result<Option<Lease>, LockError> {
+        loop {
+            let scan = self.scan().await?;
+            if scan.head.as_ref().is_some_and(|(head, _)| *head != after) {
+                return Ok(None);
+            }
+            let ours = lease(next_free(after, &scan.taken)?);
+            if self.create(&ours).await? == Created::Created {
+                return Ok(self.confirm(ours.epoch).await?.then_some(ours));
+            }
+        }
     }
 
     async fn clean_below(&self, epoch: u64) {
@@ -257,13 +345,15 @@ impl DeployLock {
     pub async fn acquire(&self, holder: &Holder, wait: Duration) -> Result<Taken, LockError> {
         let started = std::time::Instant::now();
         loop {
-            let current = self.current().await?;
+            let scan = self.scan().await?;
+            let taken = scan.taken.clone();
+            let current = self.lease_of(scan.head);
             let now = unix_seconds(self.clock.now());
             let (epoch, took_over) = match &current {
-                None => (1, None),
-                Some(l) if l.released => (next(l.epoch)?, None),
-                Some(l) if l.expires <= now || dead_here(l, holder) => {
-                    (next(l.epoch)?, Some(l.clone()))
+                None => (next_free(0, &taken)?, None),
+                Some(l) if l.released => (next_free(l.epoch, &taken)?, None),
+                Some(l) if !l.stands_in_the_way(now, holder) => {
+                    (next_free(l.epoch, &taken)?, Some(l.clone()))
                 }
                 Some(l) => {
                     if started.elapsed() + self.poll > wait {
@@ -284,23 +374,25 @@ impl DeployLock {
                 self.clean_below(epoch).await;
                 return Ok(Taken { lease, took_over });
             }
-            // Someone else created that epoch first: look again.
+            // Someone else (or a plant) created that epoch first: look again.
         }
     }
 
     /// Extends the lease; fails if someone else's epoch came after ours.
     pub async fn renew(&self, lease: &Lease) -> Result<Lease, LockError> {
-        let renewed = self.lease(
-            next(lease.epoch)?,
-            &Holder::of(lease),
-            lease.acquired,
-            false,
-        );
-        if self.create(&renewed).await? == Created::Created && self.confirm(renewed.epoch).await? {
-            self.clean_below(renewed.epoch).await;
-            return Ok(renewed);
+        let holder = Holder::of(lease);
+        let renewed = self
+            .advance(lease.epoch, |epoch| {
+                self.lease(epoch, &holder, lease.acquired, false)
+            })
+            .await?;
+        match renewed {
+            Some(renewed) => {
+                self.clean_below(renewed.epoch).await;
+                Ok(renewed)
+            }
+            None => Err(self.lost(lease).await?),
         }
-        Err(self.lost(lease).await?)
     }
 
     /// Ends the lease. A released epoch is free for the taking at once, so a waiter may
@@ -308,21 +400,33 @@ impl DeployLock {
     /// then a successor, not a thief. That reading holds because ours was still the head
     /// just before: a thief would have had to create, renew and clean up in between.
     pub async fn release(&self, lease: &Lease) -> Result<(), LockError> {
-        let head = self.current().await?.map_or(0, |l| l.epoch);
+        let head = self.head().await?.unwrap_or(0);
         if head != lease.epoch {
             return Err(LockError::Lost {
                 ours: lease.epoch,
                 now: head,
             });
         }
-        let released = self.lease(next(lease.epoch)?, &Holder::of(lease), lease.acquired, true);
-        if self.create(&released).await? != Created::Created {
-            return Err(self.lost(lease).await?);
+        let holder = Holder::of(lease);
+        loop {
+            let taken = self.scan().await?.taken;
+            let released = self.lease(
+                next_free(lease.epoch, &taken)?,
+                &holder,
+                lease.acquired,
+                true,
+            );
+            if self.create(&released).await? == Created::Created {
+                if self.head().await? == Some(released.epoch) {
+                    self.clean_below(released.epoch).await;
+                }
+                return Ok(());
+            }
+            // A waiter's epoch, or a plant's: only a plant leaves ours the head.
+            if self.head().await? != Some(lease.epoch) {
+                return Err(self.lost(lease).await?);
+            }
         }
-        if self.highest().await? == Some(released.epoch) {
-            self.clean_below(released.epoch).await;
-        }
-        Ok(())
     }
 
     /// The error for a transition of `ours` that someone else's epoch beat, naming theirs.
@@ -447,6 +551,36 @@ async fn renew(lock: Arc<DeployLock>, lease: Arc<std::sync::Mutex<Lease>>, lost:
 
 #[cfg(test)]
 mod tests {
+    use super::{Holder, Lease};
+
+    #[test]
+    fn only_a_live_lease_of_another_process_stands_in_the_way() {
+        let me = Holder::this_process();
+        let lease = |host: &str, pid: u32, expires: u64, released: bool| Lease {
+            epoch: 1,
+            holder: "alice".into(),
+            host: host.into(),
+            pid,
+            acquired: 0,
+            expires,
+            released,
+        };
+        assert!(lease("elsewhere", 42, 200, false).stands_in_the_way(100, &me));
+        assert!(
+            !lease("elsewhere", 42, 100, false).stands_in_the_way(100, &me),
+            "expired"
+        );
+        assert!(
+            !lease("elsewhere", 42, 200, true).stands_in_the_way(100, &me),
+            "released"
+        );
+        // A swap killed on this machine: its pid no longer runs (pids stop below 2^22).
+        let dead = lease(&me.host, u32::MAX - 1, 200, false);
+        assert!(!dead.stands_in_the_way(100, &me), "dead here");
+        let parent = lease(&me.host, std::os::unix::process::parent_id(), 200, false);
+        assert!(parent.stands_in_the_way(100, &me), "alive here");
+    }
+
     #[test]
     fn this_process_runs_and_an_exited_unreaped_child_does_not() {
         assert!(super::running(std::process::id()));

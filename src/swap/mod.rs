@@ -9,4 +9,5 @@ pub mod probe;
 pub mod rollback;
 pub mod run;
 pub mod saga;
+pub mod state;
 pub mod steps;

@@ -49,7 +49,7 @@ pub enum OverviewError {
     Lock(#[from] super::lock::LockError),
 }
 
-impl crate::error::Classify for OverviewError {
+impl crate::exit::Classify for OverviewError {
     fn is_bad_input(&self) -> bool {
         match self {
             OverviewError::Cloud(e) => e.is_bad_input(),

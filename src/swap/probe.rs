@@ -14,7 +14,7 @@ pub async fn probe(client: &reqwest::Client, name: &str) -> Result<u64, String> 
         .get(format!("{base}/"))
         .send()
         .await
-        .map_err(|e| crate::cloud::exoscale::error_chain(&e))?;
+        .map_err(|e| crate::cause::chain(&e))?;
     if !page.status().is_success() {
         let status = page.status();
         let body = page.text().await.unwrap_or_default();
@@ -27,7 +27,7 @@ pub async fn probe(client: &reqwest::Client, name: &str) -> Result<u64, String> 
         .get(format!("{base}/.well-known/baton"))
         .send()
         .await
-        .map_err(|e| crate::cloud::exoscale::error_chain(&e))?;
+        .map_err(|e| crate::cause::chain(&e))?;
     let status = marker.status();
     let body = marker.text().await.unwrap_or_default();
     if !status.is_success() {

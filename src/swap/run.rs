@@ -11,7 +11,8 @@ use super::lock::{DeployLock, Holder, LockError};
 use super::probe::until_generation;
 use super::rollback::RollbackState;
 use super::saga::{Journal, Outcome, Saga, Step, StepTime};
-use super::steps::{self, SwapState, WatchFailure};
+use super::state::SwapState;
+use super::steps::{self, WatchFailure};
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError};
 use crate::config::Config;
@@ -162,7 +163,7 @@ pub enum RunError {
     Image(#[from] crate::image::ImageError),
 }
 
-impl crate::error::Classify for RunError {
+impl crate::exit::Classify for RunError {
     fn is_bad_input(&self) -> bool {
         match self {
             RunError::Unfinished { .. }

@@ -38,6 +38,26 @@ pub fn sealed_json(project: &Path, key: &str, value: &serde_json::Value) -> Vec<
     baton::store::sealed::seal(key, &serde_json::to_vec(value).unwrap(), &ca).unwrap()
 }
 
+/// An instance of `site`'s `generation` as baton's swap would label it, for a test that
+/// makes servers in exosim by hand.
+pub fn instance_spec(name: &str, site: &str, generation: u64) -> baton::cloud::InstanceSpec {
+    baton::cloud::InstanceSpec {
+        name: name.into(),
+        labels: std::collections::BTreeMap::from([
+            ("baton.site".into(), site.into()),
+            ("baton.generation".into(), generation.to_string()),
+        ]),
+        template: "Linux Debian 13 (Trixie) 64-bit".into(),
+        instance_type: "standard.small".into(),
+        disk_gb: 20,
+        security_groups: vec!["web".into()],
+        ssh_key: None,
+        user_data: baton::cloudinit::encode("#cloud-config\n")
+            .unwrap()
+            .to_string(),
+    }
+}
+
 /// Runs baton with `args` in `dir`, with no operator secrets in the environment.
 pub fn baton(dir: &Path, args: &[&str]) -> Output {
     Command::new(BATON)

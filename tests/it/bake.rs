@@ -246,7 +246,12 @@ async fn a_bake_registers_the_recipe_once_and_a_swap_boots_only_a_current_bake()
     );
     let compose = site.project.path().join("docker/docker-compose.yml");
     let text = std::fs::read_to_string(&compose).unwrap();
-    std::fs::write(&compose, text.replacen("@sha256:", "@sha256:0", 1)).unwrap();
+    // Another digest of the same length: one hex digit changed.
+    let at = text.find("@sha256:").unwrap() + "@sha256:".len();
+    let mut other = text.clone();
+    let digit = if &text[at..=at] == "0" { "1" } else { "0" };
+    other.replace_range(at..=at, digit);
+    std::fs::write(&compose, other).unwrap();
     let hash_now = site.json(&["bake", "--dry-run"])["recipe_hash"].clone();
     assert_ne!(
         hash_now, baked["recipe_hash"],

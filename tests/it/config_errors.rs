@@ -77,7 +77,7 @@ fn missing_ca_file_is_named_with_the_fix() {
         &err,
         &[
             "field `ssh.host_ca`",
-            "keys/host-ca does not exist",
+            "names a file that does not exist",
             "baton init",
         ],
     );
@@ -145,6 +145,67 @@ fn a_bad_value_is_described_never_echoed() {
                 .replace(&to, from),
         )
         .unwrap();
+    }
+}
+
+/// A key id pasted where a name, a table, a schedule or a path goes (issue 29, item 4).
+const PASTED: &str = "EXOabc123PASTEDdef456";
+
+#[test]
+fn nothing_pasted_into_the_file_comes_back_in_a_message() {
+    let p = Project::init(&[]);
+    let original = std::fs::read_to_string(p.config()).unwrap();
+    for (from, to) in [
+        ("[swap]", format!("[swap] {PASTED}")),
+        ("[swap]", format!("[{PASTED}]\nx = 1\n[swap]")),
+        ("[swap]", format!("[swap.{PASTED}]\n[swap]")),
+        (
+            "zone = \"ch-gva-2\"",
+            format!("zone = \"ch-gva-2\"\n{PASTED} = 1"),
+        ),
+        (
+            "on_rollback = \"keep\"",
+            format!("on_rollback = \"{PASTED}\""),
+        ),
+        (
+            "schedule = \"* * * * *\"",
+            format!("schedule = \"* * * * {PASTED}\""),
+        ),
+        (
+            "schedule = \"* * * * *\"",
+            format!("schedule = \"* * * {PASTED} *\""),
+        ),
+        (
+            "schedule = \"* * * * *\"",
+            format!("schedule = \"* * 1 * {PASTED}\""),
+        ),
+        (
+            "host_ca = \"keys/host-ca\"",
+            format!("host_ca = \"{PASTED}\""),
+        ),
+    ] {
+        let err = refused(&p, |t| t.replacen(from, &to, 1));
+        assert!(!err.contains("PASTED"), "{to}: echoed:\n{err}");
+        std::fs::write(p.config(), &original).unwrap();
+    }
+}
+
+#[test]
+fn nothing_pasted_into_init_set_comes_back_in_a_message() {
+    for set in [
+        PASTED.to_string(),
+        format!("{PASTED}=1"),
+        format!("{PASTED}.key=1"),
+        format!("cloud.{PASTED}=1"),
+        format!("cloud.zone={PASTED}"),
+        format!("swap.on_rollback={PASTED}"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = baton(dir.path(), &["init", "--dir", ".", "--set", &set]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{set}: {err}");
+        assert!(err.contains("fix:"), "{set}: {err}");
+        assert!(!err.contains("PASTED"), "{set}: echoed:\n{err}");
     }
 }
 
@@ -265,7 +326,7 @@ fn init_sets_keys_and_keeps_the_templates_comments() {
 fn init_with_a_bad_set_writes_nothing() {
     for (set, says) in [
         ("swap.nope=1", &["swap.nope", "unknown field"][..]),
-        ("nope.key=1", &["--set", "no table [nope]", "fix:"]),
+        ("nope.key=1", &["--set #1", "no table `nope`", "fix:"]),
         ("swap.boot_timeout", &["--set", "no '='", "fix:"]),
         ("instance.disk_gb=lots", &["instance.disk_gb", "fix:"]),
     ] {

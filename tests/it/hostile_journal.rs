@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use baton::cloud::{Cloud, InstanceSpec};
+use baton::cloud::Cloud;
 use baton::store::ObjectStore;
 use baton::store::fs::FsStore;
 use common::exosim::{Exosim, KEY, SECRET};
@@ -42,24 +42,6 @@ struct World {
     state: Vec<u8>,
 }
 
-fn spec(name: &str, site: &str, generation: u64) -> InstanceSpec {
-    InstanceSpec {
-        name: name.into(),
-        labels: BTreeMap::from([
-            ("baton.site".into(), site.into()),
-            ("baton.generation".into(), generation.to_string()),
-        ]),
-        template: "Linux Debian 13 (Trixie) 64-bit".into(),
-        instance_type: "standard.small".into(),
-        disk_gb: 20,
-        security_groups: vec!["web".into()],
-        ssh_key: None,
-        user_data: baton::cloudinit::encode("#cloud-config\n")
-            .unwrap()
-            .to_string(),
-    }
-}
-
 impl World {
     fn new() -> World {
         let sim = Exosim::start(&["--eip", EIP, "--eip", OTHER_EIP]);
@@ -80,9 +62,9 @@ impl World {
         let rt = common::rehearsal::rt();
         let cloud = sim.client();
         let (active, foreign, other_eip) = rt.block_on(async {
-            let active = cloud.create_instance(&spec("blog-1", "blog", 1)).await.unwrap();
+            let active = cloud.create_instance(&instance_spec("blog-1", "blog", 1)).await.unwrap();
             let foreign = cloud
-                .create_instance(&spec("shop-4", "shop", 4))
+                .create_instance(&instance_spec("shop-4", "shop", 4))
                 .await
                 .unwrap();
             let front = cloud.find_front(EIP.parse().unwrap()).await.unwrap();

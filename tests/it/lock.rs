@@ -166,8 +166,13 @@ impl ObjectStore for ActsAfterCreate {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<Downloaded>, StoreError> {
-        self.inner.get_to_file(key, path).await
+    async fn get_to_file(
+        &self,
+        key: &str,
+        path: &Path,
+        limit: u64,
+    ) -> Result<Option<Downloaded>, StoreError> {
+        self.inner.get_to_file(key, path, limit).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         self.inner.list(prefix).await
@@ -377,4 +382,70 @@ async fn a_held_lock_renews_itself_and_notices_when_it_is_taken_over() {
     // Releasing a lost lease leaves the thief's alone.
     held.release().await.unwrap();
     assert_eq!(lock.current().await.unwrap().unwrap(), bob.lease);
+}
+
+/// Every server can write to the store (issue 29): objects under `lock/` that the site's
+/// key did not sign, at the largest epoch and at the epoch a renewal needs next, block
+/// neither the lock nor its renewal nor its release.
+#[tokio::test]
+async fn objects_a_server_planted_under_lock_block_nothing() {
+    let project = common::Project::init(&[]);
+    let (_dir, raw) = file_store();
+    let store = common::operator_store(project.path(), raw.clone());
+    let now = baton::clock::unix_seconds(SystemTime::now());
+    let plant = |epoch: u64| {
+        let raw = raw.clone();
+        async move {
+            let live = Lease {
+                epoch,
+                holder: "mallory".into(),
+                host: "web-1".into(),
+                pid: 1,
+                acquired: now,
+                expires: now + 600,
+                released: false,
+            };
+            raw.put(
+                &baton::store::layout::lock(epoch),
+                serde_json::to_vec(&live).unwrap(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    plant(u64::MAX).await;
+    plant(1).await;
+    let lock = lock_on(&store);
+    assert_eq!(
+        lock.current().await.unwrap(),
+        None,
+        "a plant is never the head"
+    );
+    // That look deleted them (nobody's): planted again, for the lock to step over.
+    plant(u64::MAX).await;
+    plant(1).await;
+    let taken = lock
+        .acquire(&holder("alice"), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.lease.epoch, 2,
+        "over the plant at 1, below the one at the maximum"
+    );
+    assert_eq!(taken.took_over, None);
+    plant(3).await;
+    let renewed = lock.renew(&taken.lease).await.unwrap();
+    assert_eq!(renewed.epoch, 4, "the renewal steps over the plant at 3");
+    assert_eq!(lock.current().await.unwrap(), Some(renewed.clone()));
+    plant(5).await;
+    lock.release(&renewed).await.unwrap();
+    let released = lock.current().await.unwrap().unwrap();
+    assert!(released.released && released.epoch > 4, "{released:?}");
+    let bob = lock.acquire(&holder("bob"), Duration::ZERO).await.unwrap();
+    assert_eq!(bob.lease.epoch, released.epoch + 1);
+    // Where a plant was found, it is gone: it was nobody's.
+    for epoch in [1, 3, 5, u64::MAX] {
+        let key = baton::store::layout::lock(epoch);
+        assert_eq!(raw.get(&key).await.unwrap(), None, "{key}");
+    }
 }

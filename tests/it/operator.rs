@@ -2,12 +2,11 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton::cloud::{Cloud, InstanceSpec};
+use baton::cloud::Cloud;
 use baton::store::ObjectStore;
 use baton::store::fs::FsStore;
 use common::exosim::{Exosim, KEY, SECRET};
@@ -74,21 +73,7 @@ impl Site {
     }
 
     async fn instance(&self, generation: u32) -> baton::cloud::Instance {
-        let spec = InstanceSpec {
-            name: format!("blog-{generation}"),
-            labels: BTreeMap::from([
-                ("baton.site".into(), "blog".into()),
-                ("baton.generation".into(), generation.to_string()),
-            ]),
-            template: "Linux Debian 13 (Trixie) 64-bit".into(),
-            instance_type: "standard.small".into(),
-            disk_gb: 20,
-            security_groups: vec!["web".into()],
-            ssh_key: None,
-            user_data: baton::cloudinit::encode("#cloud-config\n")
-                .unwrap()
-                .to_string(),
-        };
+        let spec = common::instance_spec(&format!("blog-{generation}"), "blog", generation.into());
         self.sim.client().create_instance(&spec).await.unwrap()
     }
 }

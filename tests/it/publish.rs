@@ -281,8 +281,14 @@ fn pull_switches_releases_atomically_under_a_concurrent_reader() {
         else {
             panic!("version {v}: {pulled:?}");
         };
-        assert_eq!(reused, 1, "style.css is linked from the previous release");
-        assert_eq!(downloaded, if v.is_multiple_of(2) { 3 } else { 2 });
+        // index.html, posts/a.html and even.html hold the same bytes: fetched once, the
+        // others linked to it; style.css is linked from the previous release.
+        assert_eq!(downloaded, 1, "version {v}");
+        assert_eq!(
+            reused,
+            if v.is_multiple_of(2) { 3 } else { 2 },
+            "version {v}"
+        );
         // Let the reader finish the read it is in and make a whole one on this release
         // before the next switch prunes the release before this one.
         let at = reads.load(Ordering::SeqCst);
@@ -326,7 +332,10 @@ fn a_corrupt_object_is_refused_and_the_served_release_stays() {
     rt.block_on(baton::content::publish(store.as_ref(), &src, false))
         .unwrap();
     let sha = baton::backup::sha256_of(&src.join("index.html")).unwrap().1;
-    std::fs::write(store_dir.join("site/objects").join(&sha), "tampered").unwrap();
+    // Other bytes of the same length (a longer object stops at its size, further below).
+    let object = store_dir.join("site/objects").join(&sha);
+    let len = std::fs::metadata(&object).unwrap().len() as usize;
+    std::fs::write(&object, "x".repeat(len)).unwrap();
     let err = rt
         .block_on(pull(store.as_ref(), &root))
         .unwrap_err()
@@ -349,6 +358,65 @@ fn a_corrupt_object_is_refused_and_the_served_release_stays() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
         .collect();
     assert!(partial.is_empty(), "{partial:?}");
+}
+
+/// What a manifest says is what a pull may write (issue 29): one object that many paths
+/// name is fetched once and linked, and an object larger than its entry says is not
+/// downloaded past that.
+#[test]
+fn a_pull_writes_each_object_once_and_no_more_than_its_manifest_says() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    let (rt, store) = common::file_store(&store_dir);
+    let src = tmp.path().join("site");
+    let root = tmp.path().join("srv/site");
+    std::fs::create_dir_all(&src).unwrap();
+    let page = vec![b'x'; 64 << 10];
+    for i in 0..100 {
+        std::fs::write(src.join(format!("copy-{i:03}.html")), &page).unwrap();
+    }
+    rt.block_on(baton::content::publish(store.as_ref(), &src, false))
+        .unwrap();
+    let pulled = rt.block_on(pull(store.as_ref(), &root)).unwrap();
+    let Pulled::Switched {
+        files,
+        downloaded,
+        reused,
+        ..
+    } = pulled
+    else {
+        panic!("{pulled:?}")
+    };
+    assert_eq!((files, downloaded, reused), (100, 1, 99));
+    let inodes: BTreeSet<u64> = std::fs::read_dir(root.join("current"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().ino())
+        .collect();
+    assert_eq!(inodes.len(), 1, "one file on disk for one object");
+
+    // A manifest that says 10 bytes of an object holding 64 KiB.
+    std::fs::write(src.join("new.html"), "a new page of its own\n").unwrap();
+    rt.block_on(baton::content::publish(store.as_ref(), &src, false))
+        .unwrap();
+    let manifest_path = store_dir.join(baton::store::layout::SITE_MANIFEST);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let sha = baton::backup::sha256_of(&src.join("new.html")).unwrap().1;
+    let big = store_dir.join("site/objects").join(&sha);
+    std::fs::write(&big, &page).unwrap();
+    manifest["files"]["new.html"]["size"] = 10.into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let err = rt
+        .block_on(pull(store.as_ref(), &root))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than the 10 bytes"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(root.join("current")).unwrap().count(),
+        100,
+        "the served release stays"
+    );
 }
 
 #[test]

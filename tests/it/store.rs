@@ -115,8 +115,16 @@ async fn store_semantics(store: &dyn ObjectStore) {
         .collect();
     assert_eq!(listed, [("d/x/1".to_string(), 1), ("d/y".to_string(), 2)]);
     let dir = tempfile::tempdir().unwrap();
+    // A server may have written more than what names the object says: reading stops.
+    assert!(
+        matches!(
+            store.get_to_file("d/y", &dir.path().join("y"), 1).await,
+            Err(StoreError::TooLarge { limit: 1, .. })
+        ),
+        "a 2-byte object past a 1-byte limit"
+    );
     let got = store
-        .get_to_file("d/y", &dir.path().join("y"))
+        .get_to_file("d/y", &dir.path().join("y"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -127,7 +135,7 @@ async fn store_semantics(store: &dyn ObjectStore) {
     );
     assert!(
         store
-            .get_to_file("nope", &dir.path().join("n"))
+            .get_to_file("nope", &dir.path().join("n"), 1)
             .await
             .unwrap()
             .is_none()
@@ -346,4 +354,19 @@ async fn an_s3_error_prints_its_code_and_message_not_the_answer() {
         assert!(!text.contains(KEY_ID), "the key id leaked: {text}");
         assert!(!text.contains(TOKEN), "the session token leaked: {text}");
     }
+}
+
+/// An endless object where a JSON one goes (a manifest, a journal) is not read into
+/// memory whole (issue 29).
+#[tokio::test]
+async fn a_small_object_read_stops_at_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = baton::store::fs::FsStore::new(dir.path(), "file:///limit").unwrap();
+    let big = dir.path().join("manifests/huge.json");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(baton::store::MAX_SMALL_OBJECT + 1).unwrap(); // sparse: no disk used
+    let err = store.get("manifests/huge.json").await.unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("manifests/huge.json"), "{err}");
 }

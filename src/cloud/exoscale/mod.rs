@@ -227,7 +227,7 @@ impl ExoscaleClient {
             error: CloudError::Http {
                 request: request.clone(),
                 status: 0,
-                message: error_chain(&e),
+                message: crate::cause::chain(&e),
             },
             retryable: true,
             retry_after: None,
@@ -516,18 +516,6 @@ fn parse_ip(s: &str, what: &str) -> Result<IpAddr, CloudError> {
         request: what.to_string(),
         reason: format!("{s:?} is not an IP address"),
     })
-}
-
-/// reqwest's Display stops at "error sending request"; the cause is what helps.
-pub fn error_chain(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 fn template_of(t: wire::Template) -> Template {

@@ -169,17 +169,8 @@ impl Step<SwapState> for RetireKept {
             kept.generation, kept.instance, s.generation
         ));
         let generation = kept.generation;
-        let forget = move |site: &mut SiteState| {
-            if site
-                .previous
-                .as_ref()
-                .is_some_and(|p| p.active.generation == generation)
-            {
-                site.previous = None;
-            }
-        };
         // state.json first: a rollback must never name a server that is being deleted.
-        amend(ctx, forget).await.map_err(|e| {
+        amend(ctx, forget_previous(generation)).await.map_err(|e| {
             StepError(format!(
                 "{} still names generation {generation} as the one kept for a rollback, \
                  so it stays: {e}",
@@ -234,15 +225,7 @@ impl Step<SwapState> for Retire {
             crate::cloud::delete_generation(ctx.cloud.as_ref(), &old.instance, old.generation)
                 .await;
         let generation = old.generation;
-        let forget = move |site: &mut SiteState| {
-            if site
-                .previous
-                .as_ref()
-                .is_some_and(|p| p.active.generation == generation)
-            {
-                site.previous = None;
-            }
-        };
+        let forget = forget_previous(generation);
         match deleted {
             Ok(()) => amend(ctx, forget).await.map_err(|e| {
                 StepError(format!(
@@ -252,6 +235,20 @@ impl Step<SwapState> for Retire {
                 ))
             }),
             Err(e) => Err(leave_for_gc(ctx, vec![instance_left(old, e)], forget).await),
+        }
+    }
+}
+
+/// Drops `generation` from state.json as the one kept for a rollback (and nothing else:
+/// a newer swap may have put another there).
+fn forget_previous(generation: u64) -> impl FnOnce(&mut SiteState) {
+    move |site: &mut SiteState| {
+        if site
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.active.generation == generation)
+        {
+            site.previous = None;
         }
     }
 }

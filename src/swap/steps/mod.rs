@@ -14,15 +14,11 @@ mod prepare;
 mod stack;
 mod watch;
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 use super::ctx::Ctx;
 use super::saga::Step;
-use crate::state::Active;
+pub use super::state::SwapState;
 
 pub use address::{AttachAddress, DetachOld, VerifyAddress};
 pub use commit::{CleanUp, Commit, Retire, RetireKept};
@@ -50,50 +46,6 @@ pub mod names {
     pub const CLEAN_UP: &str = "clean-up";
     pub const WATCH: &str = "watch";
     pub const RETIRE: &str = "retire";
-}
-
-/// What the journal keeps of a swap.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct SwapState {
-    pub site: String,
-    pub generation: u64,
-    /// The provisioning key's name in the cloud.
-    pub key_name: String,
-    pub elastic_ip_id: String,
-    /// The active generation when the swap started; `None` on the first deploy.
-    pub old: Option<Active>,
-    /// Skip the hand-over (the old server cannot give one).
-    pub no_handover: bool,
-    /// The template the new instance boots, chosen when the swap started (a journal of an
-    /// older baton has none: the configured one).
-    #[serde(default)]
-    pub template: Option<String>,
-    pub instance_id: Option<String>,
-    pub public_ip: Option<IpAddr>,
-    /// The new server's host key (OpenSSH public key): the only one accepted.
-    pub host_key: Option<String>,
-    pub binary_sha256: Option<String>,
-    pub bundle_sha256: Option<String>,
-    /// Artifacts this swap put into the store (not those already there).
-    pub uploaded: Vec<String>,
-    /// The previous generation state.json kept when the swap started: two generations
-    /// back once it commits, so `retire-kept` deletes it before the new server boots
-    /// (and sets this to `None`; a journal of an older baton leaves it to the clean-up).
-    #[serde(default)]
-    pub displaced: Option<Active>,
-    /// On a front that moves (an AWS Elastic IP): how long after the move the address
-    /// first answered as the new generation. Requests in between may have failed.
-    #[serde(default)]
-    pub front_gap_ms: Option<u64>,
-    /// Set by the watch when the new generation failed it: a rollback follows.
-    #[serde(default)]
-    pub watch_failed: Option<WatchFailure>,
-}
-
-impl SwapState {
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        crate::cloud::generation_labels(&self.site, self.generation)
-    }
 }
 
 /// The steps in order.

@@ -80,11 +80,13 @@ impl Step<SwapState> for Prepare {
         .map_err(StepError::new)?;
         let store = ctx.store.clone();
         let sha = bundle.sha256.clone();
+        let size = bundle.size;
         ensure_artifact(ctx, s, &sha, |key| async move {
             store.put_file(&key, bundle.file.path()).await.map(|_| ())
         })
         .await?;
         s.bundle_sha256 = Some(sha);
+        s.bundle_size = Some(size);
         ctx.render(s).await
     }
 

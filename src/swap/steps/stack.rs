@@ -25,11 +25,15 @@ impl Step<SwapState> for Up {
             .bundle_sha256
             .clone()
             .ok_or_else(|| StepError("no bundle recorded".into()))?;
+        let size = s
+            .bundle_size
+            .map(|n| format!(" --size {n}"))
+            .unwrap_or_default();
         let host = ctx.connect_new(s, Duration::from_secs(60)).await?;
         ctx.baton(
             host.as_ref(),
             &format!(
-                "host up --sha256 {sha} --command {}",
+                "host up --sha256 {sha}{size} --command {}",
                 quote(&ctx.config.bundle.up)
             ),
             ctx.config.swap.health_timeout,

@@ -5,26 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use super::{SwapState, names};
 use crate::swap::ctx::Ctx;
 use crate::swap::probe::probe;
 use crate::swap::saga::{Step, StepError};
 
-/// Why the watch gave up on the new generation, for the rollback and its summary.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct WatchFailure {
-    pub reason: String,
-    /// What the last failed check got back.
-    pub last_answer: String,
-    /// The end of `bundle.logs` on the new server, when it could be read (by the
-    /// rollback's hand-back, once the previous generation serves again).
-    pub logs: Vec<String>,
-    /// Unix milliseconds of the first failed check of the run that rolled back: the
-    /// rollback's figures count from it.
-    pub first_failed_ms: i64,
-}
+pub use crate::swap::state::WatchFailure;
 
 pub struct Watch(pub Arc<Ctx>);
 
