@@ -24,8 +24,8 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# The rehearsal of a swap on real VMs (qemu), no cloud account needed (root; cold figure
-# in BENCHMARKS.md).
+# The rehearsal of a swap on real VMs (qemu), no cloud account needed (root; 14 min 28 s
+# cold with `scripts/install-deps` on 2 cores, BENCHMARKS.md).
 demo:
     rehearsal/run demo
 
