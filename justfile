@@ -14,9 +14,13 @@ linted := "RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY_
 # Formatting, then every test against the real programs (sshd, cloud-init, nft, ...),
 # built with clippy's lints as errors. Four at a time on two cores: most of a test's time
 # is waiting on a loopback VM, sshd, moto or exosim, not computing (BENCHMARKS.md).
-test:
-    cargo fmt --check
+test: build
     {{linted}} cargo test --all-targets -- --test-threads 4
+
+# Formatting, then the build the tests and the rehearsal run, linted as it compiles.
+build:
+    cargo fmt --check
+    {{linted}} cargo test --all-targets --no-run
 
 # Formatting and clippy, warnings as errors, without running anything (`just test` lints
 # inside its build).
@@ -38,6 +42,11 @@ demo-loopback:
 # Built as `just test` builds: after it, nothing is left to compile.
 e2e:
     {{linted}} rehearsal/run e2e
+
+# The rehearsal's image only (the stand-in container image and the bake's build, cached
+# for `just e2e`); .ci/run makes it while the tests run (root).
+image:
+    {{linted}} rehearsal/run image
 
 # Benchmark backups against restic on a >= 1 GiB TSDB (minutes; cached data in /var/tmp).
 bench-backup:
