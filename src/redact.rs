@@ -12,6 +12,12 @@ pub fn described(value: &str) -> String {
     }
 }
 
+/// At most 80 characters of a name read from a file or the store, for a message (always
+/// with `{:?}`, which escapes what a terminal would act on).
+pub fn clipped(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
 /// Whether `name` reads like one of baton's keys, tables or enum values rather than a
 /// pasted secret: lower case, digits, `_` and `-`, at most 32 characters, at most four
 /// digits (a random hex or base32 token of that length has more), each dotted part alike.

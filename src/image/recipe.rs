@@ -111,7 +111,7 @@ impl Recipe {
                     &settings_path,
                     format!(
                         "builder {:?} is not a file inside the recipe directory {}",
-                        clip(&builder.to_string_lossy()),
+                        crate::redact::clipped(&builder.to_string_lossy()),
                         dir.display()
                     ),
                     "put the builder program in the recipe directory and name it relative to \
@@ -144,7 +144,7 @@ impl Recipe {
                     bundle_dir,
                     format!(
                         "the image reference {:?} is not one a registry accepts",
-                        clip(&reference)
+                        crate::redact::clipped(&reference)
                     ),
                     "write NAME[:TAG]@sha256:<64 hex digits>, with letters, digits and . _ - / : \
                      only",
@@ -248,11 +248,6 @@ fn validate(s: &Settings, path: &Path) -> Result<(), ImageError> {
         return Err(bad("default_user", "give a user name, e.g. \"debian\""));
     }
     Ok(())
-}
-
-/// At most 80 characters of a name read from a file, for a message.
-fn clip(text: &str) -> String {
-    text.chars().take(80).collect()
 }
 
 /// Whether a registry would take `reference` as it is: a name of letters, digits and

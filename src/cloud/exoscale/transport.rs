@@ -408,7 +408,7 @@ pub(super) fn uuid(kind: &str, id: &str) -> Result<String, CloudError> {
         .ok_or_else(|| {
             CloudError::Invalid(format!(
                 "{kind} id {:?} is not a UUID, as Exoscale's ids are: refused before any request",
-                id.chars().take(80).collect::<String>()
+                crate::redact::clipped(id)
             ))
         })
 }
@@ -428,7 +428,7 @@ pub(super) fn key_segment(name: &str) -> Result<&str, CloudError> {
         Err(CloudError::Invalid(format!(
             "SSH key name {:?} is not one path segment of letters, digits, '.', '_' and '-': \
              refused before any request",
-            name.chars().take(80).collect::<String>()
+            crate::redact::clipped(name)
         )))
     }
 }
