@@ -351,54 +351,96 @@ fn id_from(w: &World, pick: u8) -> Value {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
-
-    /// Generated journals (signed or not) and commands: nothing outside the site is ever
-    /// touched, and the serving instance, its address, state.json and the backups stay.
-    #[test]
-    fn no_planted_journal_touches_what_is_not_the_sites(
-        signed in any::<bool>(),
-        rollback in any::<bool>(),
-        generation in 0u64..4,
-        phase in prop::sample::select(vec!["running", "needs-attention", "done"]),
-        done in prop::sample::subsequence(vec!["prepare", "register-key", "create",
-            "attach-address", "detach-old", "commit", "check-previous", "attach-previous",
-            "detach-failed", "commit-rollback", "retire-failed"], 0..6),
-        ids in prop::collection::vec(any::<u8>(), 4),
-        key in prop::sample::select(vec!["baton-blog-2", OTHER_KEY, "baton-blog-../x", "baton-shop-2"]),
-        uploaded in prop::sample::subsequence(vec!["state.json", MANIFEST,
-            "artifacts/../state.json", "journal/1-x.json"], 0..3),
-        command in prop::sample::select(vec!["swap --abort", "rollback --abort", "rollback", "gc"]),
-    ) {
-        let w = world();
-        let active = json!({"generation": 1, "instance": w.active, "address": EIP, "since": "x"});
-        let other = json!({"generation": generation, "instance": id_from(w, ids[0]),
-            "address": EIP, "since": "x"});
-        let (key_name, value) = if rollback {
-            (format!("journal/rollback-{generation}-x.json"), json!({
-                "id": format!("rollback-{generation}-x"), "phase": phase, "done": done,
-                "problems": [], "state": {"site": "blog", "from": active, "to": other,
-                "elastic_ip_id": id_from(w, ids[1]), "reason": "r", "watch": null,
-                "keep_failed": false, "hand_back_problem": null, "serving_again_ms": null}}))
-        } else {
-            (format!("journal/{generation}-x.json"), swap_journal(generation, phase, &done,
-                json!({"instance_id": id_from(w, ids[2]), "key_name": key,
-                       "elastic_ip_id": id_from(w, ids[3]), "uploaded": uploaded,
-                       "old": active, "displaced": other})))
-        };
-        w.plant(&key_name, &value, signed);
-        let args: Vec<&str> = command.split(' ').collect();
-        let _ = w.baton(&args);
-        w.untouched(&format!("{command} with {value}"));
-        w.clear();
+/// Generated journals (signed or not) and commands: nothing outside the site is ever
+/// touched, and the serving instance, its address, state.json and the backups stay. One
+/// world for every generated case (exosim and `baton init` cost more than a case), owned
+/// by the test: dropped with it, its exosim does not outlive the test binary.
+#[test]
+fn no_planted_journal_touches_what_is_not_the_sites() {
+    let w = World::new();
+    let cases = (
+        any::<bool>(),
+        any::<bool>(),
+        0u64..4,
+        prop::sample::select(vec!["running", "needs-attention", "done"]),
+        prop::sample::subsequence(
+            vec![
+                "prepare",
+                "register-key",
+                "create",
+                "attach-address",
+                "detach-old",
+                "commit",
+                "check-previous",
+                "attach-previous",
+                "detach-failed",
+                "commit-rollback",
+                "retire-failed",
+            ],
+            0..6,
+        ),
+        prop::collection::vec(any::<u8>(), 4),
+        prop::sample::select(vec![
+            "baton-blog-2",
+            OTHER_KEY,
+            "baton-blog-../x",
+            "baton-shop-2",
+        ]),
+        prop::sample::subsequence(
+            vec![
+                "state.json",
+                MANIFEST,
+                "artifacts/../state.json",
+                "journal/1-x.json",
+            ],
+            0..3,
+        ),
+        prop::sample::select(vec!["swap --abort", "rollback --abort", "rollback", "gc"]),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 12,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(
+        &cases,
+        |(signed, rollback, generation, phase, done, ids, key, uploaded, command)| {
+            let active =
+                json!({"generation": 1, "instance": w.active, "address": EIP, "since": "x"});
+            let other = json!({"generation": generation, "instance": id_from(&w, ids[0]),
+                "address": EIP, "since": "x"});
+            let (key_name, value) = if rollback {
+                (
+                    format!("journal/rollback-{generation}-x.json"),
+                    json!({
+                    "id": format!("rollback-{generation}-x"), "phase": phase, "done": done,
+                    "problems": [], "state": {"site": "blog", "from": active, "to": other,
+                    "elastic_ip_id": id_from(&w, ids[1]), "reason": "r", "watch": null,
+                    "keep_failed": false, "hand_back_problem": null, "serving_again_ms": null}}),
+                )
+            } else {
+                (
+                    format!("journal/{generation}-x.json"),
+                    swap_journal(
+                        generation,
+                        phase,
+                        &done,
+                        json!({"instance_id": id_from(&w, ids[2]), "key_name": key,
+                           "elastic_ip_id": id_from(&w, ids[3]), "uploaded": uploaded,
+                           "old": active, "displaced": other}),
+                    ),
+                )
+            };
+            w.plant(&key_name, &value, signed);
+            let args: Vec<&str> = command.split(' ').collect();
+            let _ = w.baton(&args);
+            w.untouched(&format!("{command} with {value}"));
+            w.clear();
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
     }
-}
-
-/// One world for every generated case: exosim and `baton init` cost more than a case.
-fn world() -> &'static World {
-    static WORLD: std::sync::OnceLock<World> = std::sync::OnceLock::new();
-    WORLD.get_or_init(World::new)
 }
 
 #[test]
