@@ -289,10 +289,11 @@ pub struct InitArgs {
     /// AWS, --front alb: the target group's ARN.
     #[arg(long, value_name = "ARN", required_if_eq("front", "alb"))]
     pub target_group: Option<String>,
-    /// The Elastic IP that follows the active server (with --front alb: an address of
-    /// the load balancer that baton checks the site through).
-    #[arg(long, default_value = "203.0.113.10")]
-    pub elastic_ip: IpAddr,
+    /// The address the site answers on: the Elastic IP that follows the active server
+    /// (with --front alb: an address of the load balancer that baton checks the site
+    /// through).
+    #[arg(long, visible_alias = "elastic-ip", default_value = "203.0.113.10")]
+    pub address: IpAddr,
     /// The port sshd listens on.
     #[arg(long, default_value_t = 22)]
     pub ssh_port: u16,

@@ -2,7 +2,7 @@
 //! values and serialised to YAML, so no secret is ever spliced into text by hand.
 //!
 //! What it sets up, in cloud-init's own order: `bootcmd` (first boot) blocks the metadata
-//! address for every process, root included, and puts the Elastic IP on `lo`; `users` and `ssh_keys`
+//! address for every process, root included, and puts the front's address on `lo` (a front its members hold); `users` and `ssh_keys`
 //! give the admin user its keys and sshd the host key and certificate before sshd first
 //! starts; `write_files` installs the agent's config, credentials and systemd units;
 //! `runcmd` fetches the baton binary (checked by sha256), starts the restore, enables
@@ -156,22 +156,22 @@ fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
-/// The Elastic IP as a host address, `203.0.113.10/32`.
-fn host_address(elastic_ip: IpAddr) -> String {
-    let prefix = if elastic_ip.is_ipv4() { 32 } else { 128 };
-    format!("{elastic_ip}/{prefix}")
+/// The front's address as a host address, `203.0.113.10/32`.
+fn host_address(address: IpAddr) -> String {
+    let prefix = if address.is_ipv4() { 32 } else { 128 };
+    format!("{address}/{prefix}")
 }
 
-/// The address the VM must hold itself: Exoscale routes an Elastic IP to its holders,
-/// which must accept it (the "manual" model). AWS translates an Elastic IP to the
-/// instance's own address, and a load balancer's address is not the VM's to hold.
+/// The address the VM must hold itself, when its front is one that its members hold
+/// (`Front::held_by_server`).
 fn held_address(config: &Config) -> Option<IpAddr> {
-    (config.cloud.provider == "exoscale").then_some(config.cloud.elastic_ip)
+    let front = config.front();
+    front.held_by_server.then_some(front.address)
 }
 
 /// Shell commands cloud-init runs at first boot, before anything else, by root (later
 /// boots: baton-boot.service, since baton-scrub disables cloud-init). The only value in
-/// them is the Elastic IP, which config validation parsed as an address.
+/// them is the front's address, which config validation parsed as an address.
 fn bootcmd(held: Option<IpAddr>) -> Vec<String> {
     let mut commands = vec![format!("nft -f - <<'NFT'\n{METADATA_BLOCK}NFT\n")];
     if let Some(ip) = held {

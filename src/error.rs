@@ -41,6 +41,8 @@ pub enum Error {
     #[error(transparent)]
     SwapRun(#[from] crate::swap::run::RunError),
     #[error(transparent)]
+    SwapStart(#[from] crate::swap::error::StartError),
+    #[error(transparent)]
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Generation(#[from] crate::generation::GenerationError),
@@ -82,6 +84,7 @@ impl Error {
             Error::Lock(e) => e.is_bad_input(),
             Error::Journal(e) => e.is_bad_input(),
             Error::SwapRun(e) => e.is_bad_input(),
+            Error::SwapStart(e) => e.is_bad_input(),
             Error::Image(e) => e.is_bad_input(),
         };
         if bad_input {

@@ -6,6 +6,8 @@
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code for a failure after which nothing needs attention.
 pub const EXIT_FAILED: i32 = 1;
+/// Exit code for an outcome that leaves something for a human to look at.
+pub const EXIT_ATTENTION: i32 = 3;
 
 /// Each library error says whether it is the user's input to fix (exit 2, nothing was
 /// touched) or a failure (exit 1). An error that wraps another asks it, so the same cloud

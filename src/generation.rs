@@ -77,7 +77,7 @@ pub fn render(
         ),
         generation,
         vec![
-            config.cloud.elastic_ip.to_string(),
+            config.front().address.to_string(),
             config.site.domain.clone(),
             name,
         ],
@@ -86,7 +86,7 @@ pub fn render(
     let host_certificate = ssh::sign_host_certificate(&host_ca, host_key.public_key(), &request)?;
     let tls = tls_ca.issue_leaf(
         &config.site.domain,
-        config.cloud.elastic_ip,
+        config.front().address,
         config.ssh.cert_lifetime,
     )?;
 
@@ -131,12 +131,9 @@ pub struct ServerKey {
 /// `AWS_ACCESS_KEY_ID`, is refused.
 pub fn server_key(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> ServerKey {
     let var = |v: &str| env(v).filter(|s| !s.is_empty());
-    let aws = config.aws().is_some();
-    let cloud_var = if aws {
-        "AWS_ACCESS_KEY_ID"
-    } else {
-        "EXOSCALE_API_KEY"
-    };
+    let provider = config.provider();
+    let cloud_var = provider.key_var();
+    let shared = provider.shares_store_variables();
     let problem = |message: String, fix: &'static str| ServerKey {
         credentials: None,
         from: SERVER_KEY_ID,
@@ -161,7 +158,7 @@ pub fn server_key(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Serv
                 "set both (the servers' store key and its secret), or neither",
             );
         }
-        (None, None) if aws => {
+        (None, None) if shared => {
             return none(format!(
                 "the servers need a store key of their own ({SERVER_KEY_ID} and \
                  {SERVER_SECRET}): on AWS, AWS_ACCESS_KEY_ID is the operator's cloud key, and \

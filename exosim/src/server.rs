@@ -1,7 +1,5 @@
 //! The HTTP side: one handler that checks, counts, delays, faults, validates and routes.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,17 +8,21 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde_json::{Value, json};
 
 use super::Sim;
 use super::faults::{self, Action, Fault, Latency};
-use super::world::{Effect, SimInstance, World, now_ms};
+use super::world::{Effect, World, now_ms};
 use crate::openapi;
-use baton::cloud::exoscale::{signing, wire};
+use baton::cloud::exoscale::signing;
 use baton::sync::lock;
 
+mod elastic_ips;
+mod hooks;
+mod instances;
+mod ssh_keys;
 mod templates;
+use hooks::Hook;
 use templates::Import;
 
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -295,93 +297,17 @@ fn sim_api(sim: &Sim, method: &Method, path: &str, body: &[u8]) -> Response {
     }
 }
 
-/// A hook to run once the world lock is released.
-pub(super) struct Hook {
-    kind: &'static str,
-    command: String,
-    operation: String,
-    instance: SimInstance,
-    /// The image of the instance's template, when it is one that was registered here.
-    template_file: Option<PathBuf>,
-}
-
-impl Hook {
-    async fn run(self, sim: Arc<Sim>) {
-        let result = self.execute(&sim).await;
-        let mut w = lock(&sim.world);
-        if let Some(op) = w.operations.get_mut(&self.operation) {
-            op.waiting_for_hook = false;
-            if let Err(why) = &result {
-                op.fail_with = Some(("fault".into(), why.clone()));
-            }
-        }
-        if let Ok(Some(ip)) = result
-            && let Some(i) = w.instances.get_mut(&self.instance.id)
-        {
-            i.public_ip = ip;
-        }
-        drop(w);
-        sim.persist();
-    }
-
-    /// Runs the command; returns the public IP it announced, if any.
-    async fn execute(&self, sim: &Sim) -> Result<Option<String>, String> {
-        let user_data_file = sim
-            .options
-            .work_dir
-            .join(format!("{}.user-data", self.instance.id));
-        let decoded = decode_user_data(self.instance.user_data.as_deref().unwrap_or(""));
-        baton::fsutil::write_atomic(&user_data_file, &decoded, baton::fsutil::PRIVATE)
-            .map_err(|e| e.to_string())?;
-        let out = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{} \"$@\"", self.command))
-            .arg("exosim-hook")
-            .arg(&self.instance.id)
-            .arg(&self.instance.name)
-            .arg(&user_data_file)
-            .env("EXOSIM_PUBLIC_IP", &self.instance.public_ip)
-            .env("EXOSIM_TEMPLATE_ID", &self.instance.template_id)
-            .env(
-                "EXOSIM_TEMPLATE_FILE",
-                self.template_file.as_deref().unwrap_or(Path::new("")),
-            )
-            .env("EXOSIM_ZONE", &sim.options.zone)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("on-{} hook could not start: {e}", self.kind))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-            return Err(format!(
-                "on-{} hook exited with {}: {}",
-                self.kind,
-                out.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("public-ip=").map(|s| s.trim().to_string())))
-    }
-}
-
-/// The user-data as cloud-init would see it: base64 decoded, gunzipped if gzipped.
-fn decode_user_data(b64: &str) -> Vec<u8> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .unwrap_or_default();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .is_ok()
-        {
-            return out;
-        }
-    }
-    raw
+/// An operation as `dispatch` hands it to the file of its kind.
+struct Call<'a> {
+    /// The spec's operation id.
+    op: &'a str,
+    /// The path's id, if the operation has one.
+    id: &'a str,
+    /// A query parameter's value.
+    query: &'a dyn Fn(&str) -> Option<String>,
+    body: &'a Value,
+    /// The fault injected into this operation.
+    fail: bool,
 }
 
 /// Work an answer leaves to do once the world lock is released.
@@ -420,6 +346,15 @@ fn filtered(items: &[Value], filters: &[(&str, Option<String>)]) -> Vec<Value> {
 
 fn error(status: StatusCode, text: String) -> Answer {
     (status, json!({"message": text}), Vec::new())
+}
+
+/// What a kind's file answers for an operation `dispatch` did not route to it: never, as
+/// both name the same operations.
+fn unreachable_op(op_id: &str) -> Answer {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("exosim routed {op_id} to the wrong kind"),
+    )
 }
 
 /// How far ahead a signature may expire: an hour, six times what Exoscale's SDKs use.
@@ -539,6 +474,13 @@ impl Sim {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
+        let call = Call {
+            op: op_id,
+            id,
+            query: &q,
+            body,
+            fail,
+        };
         match op_id {
             // The address this answer was asked at: a client that follows the endpoint
             // (as SDKs do for a zone) must reach exosim again.
@@ -558,314 +500,28 @@ impl Sim {
                     w.catalog.security_groups.clone()
                 }
             })),
-            "list-instances" => {
-                let labels: Vec<(String, String)> = q("labels")
-                    .map(|l| {
-                        l.split(',')
-                            .filter_map(|kv| kv.split_once('='))
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let candidates: Vec<&SimInstance> = match q("ip-address") {
-                    Some(ip) => w.instances_with_ip(&ip),
-                    None => w.instances.values().collect(),
-                };
-                // exosim has no instance pools: a filter by manager matches nothing.
-                let managed_only = q("manager-id").is_some() || q("manager-type").is_some();
-                let list: Vec<Value> = candidates
-                    .into_iter()
-                    .filter(|_| !managed_only)
-                    .filter(|i| labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
-                    .map(|i| w.instance_json(i, false))
-                    .collect();
-                ok(json!({"instances": list}))
-            }
-            "get-instance" => match w.instances.get(id) {
-                Some(i) => ok(w.instance_json(i, true)),
-                None => not_found(format!("instance {id}")),
-            },
             "get-operation" => match w.operation_json(id) {
                 Some(v) => ok(v),
                 None => not_found(format!("operation {id}")),
             },
-            "list-ssh-keys" => ok(
-                json!({"ssh-keys": w.ssh_keys.values().map(|k| json!({"name": k.name, "fingerprint": k.fingerprint})).collect::<Vec<_>>()}),
-            ),
-            "get-ssh-key" => match w.ssh_keys.get(id) {
-                Some(k) => ok(json!({"name": k.name, "fingerprint": k.fingerprint})),
-                None => not_found(format!("SSH key {id}")),
-            },
-            "list-elastic-ips" => ok(
-                json!({"elastic-ips": w.elastic_ips.values().map(|e| w.elastic_ip_json(e)).collect::<Vec<_>>()}),
-            ),
-            "get-elastic-ip" => match w.elastic_ips.get(id) {
-                Some(e) => ok(w.elastic_ip_json(e)),
-                None => not_found(format!("Elastic IP {id}")),
-            },
-            "get-template" => match w.template(id) {
-                Some(t) => ok(t.clone()),
-                None => not_found(format!("template {id}")),
-            },
-            "register-template" => self.register_template(&mut w, body, fail),
-            "delete-template" => {
-                let Some(t) = w.template(id) else {
-                    return not_found(format!("template {id}"));
-                };
-                if t["visibility"] != "private" {
-                    return error(
-                        StatusCode::FORBIDDEN,
-                        format!("template {id} is a public template: only your own can be deleted"),
-                    );
-                }
-                if !fail {
-                    w.catalog.templates.retain(|t| t["id"] != id);
-                    if let Some(file) = w.template_files.remove(id) {
-                        let _ = std::fs::remove_file(file);
-                    }
-                }
-                let op = self.operation(&mut w, "delete-template", id, None, Effect::None, fail);
-                ok(w.operation_json(&op).unwrap_or_default())
+            "list-instances" | "get-instance" | "create-instance" | "delete-instance" => {
+                self.instances(&mut w, &call)
             }
-            "create-instance" => self.create_instance(&mut w, body, fail),
-            "delete-instance" => {
-                let Some(instance) = w.instances.get_mut(id) else {
-                    return not_found(format!("instance {id}"));
-                };
-                if !fail {
-                    instance.state = "destroying".into();
-                }
-                let instance = instance.clone();
-                let op = self.operation(
-                    &mut w,
-                    "delete-instance",
-                    id,
-                    None,
-                    Effect::InstanceGone(id.to_string()),
-                    fail,
-                );
-                self.answer_with_hook(
-                    &mut w,
-                    op,
-                    "delete",
-                    &self.options.on_delete,
-                    instance,
-                    fail,
-                )
+            "list-ssh-keys" | "get-ssh-key" | "register-ssh-key" | "delete-ssh-key" => {
+                self.ssh_keys(&mut w, &call)
             }
-            "register-ssh-key" => {
-                let name = body["name"].as_str().unwrap_or_default().to_string();
-                let public_key = body["public-key"].as_str().unwrap_or_default().to_string();
-                if w.ssh_keys.contains_key(&name) {
-                    return error(
-                        StatusCode::CONFLICT,
-                        format!("SSH key {name:?} already exists"),
-                    );
-                }
-                if ssh_key::PublicKey::from_openssh(public_key.trim()).is_err() {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "public-key is not an OpenSSH public key".into(),
-                    );
-                }
-                let Some(fingerprint) = wire::ssh_key_fingerprint(&public_key) else {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "public-key cannot be decoded".into(),
-                    );
-                };
-                if !fail {
-                    w.ssh_keys.insert(
-                        name.clone(),
-                        super::world::SimSshKey {
-                            name: name.clone(),
-                            fingerprint,
-                            public_key,
-                        },
-                    );
-                }
-                let reference = uuid::Uuid::new_v4().to_string();
-                let op = self.operation(
-                    &mut w,
-                    "register-ssh-key",
-                    &reference,
-                    Some(format!("/v2/ssh-key/{name}")),
-                    Effect::None,
-                    fail,
-                );
-                ok(w.operation_json(&op).unwrap_or_default())
-            }
-            "delete-ssh-key" => {
-                if !w.ssh_keys.contains_key(id) {
-                    return not_found(format!("SSH key {id}"));
-                }
-                if !fail {
-                    w.ssh_keys.remove(id);
-                }
-                let reference = uuid::Uuid::new_v4().to_string();
-                let op = self.operation(
-                    &mut w,
-                    "delete-ssh-key",
-                    &reference,
-                    None,
-                    Effect::None,
-                    fail,
-                );
-                ok(w.operation_json(&op).unwrap_or_default())
-            }
-            "attach-instance-to-elastic-ip" | "detach-instance-from-elastic-ip" => {
-                let attach = op_id.starts_with("attach");
-                let instance_id = body["instance"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if !w.elastic_ips.contains_key(id) {
-                    return not_found(format!("Elastic IP {id}"));
-                }
-                let attachable = w
-                    .instances
-                    .get(&instance_id)
-                    .is_some_and(|i| i.state != "destroying");
-                if attach && !attachable {
-                    return not_found(format!("instance {instance_id}"));
-                }
-                let Some(eip) = w.elastic_ips.get_mut(id) else {
-                    return not_found(format!("Elastic IP {id}"));
-                };
-                let holds = eip.instances.contains(&instance_id);
-                if attach && holds {
-                    return error(
-                        StatusCode::CONFLICT,
-                        format!("instance {instance_id} is already attached to {}", eip.ip),
-                    );
-                }
-                if !attach && !holds {
-                    return not_found(format!(
-                        "attachment of instance {instance_id} to {}",
-                        eip.ip
-                    ));
-                }
-                if !fail {
-                    if attach {
-                        eip.instances.insert(instance_id);
-                    } else {
-                        eip.instances.remove(&instance_id);
-                    }
-                }
-                let op = self.operation(
-                    &mut w,
-                    op_id,
-                    id,
-                    Some(format!("/v2/elastic-ip/{id}")),
-                    Effect::None,
-                    fail,
-                );
-                ok(w.operation_json(&op).unwrap_or_default())
+            "list-elastic-ips"
+            | "get-elastic-ip"
+            | "attach-instance-to-elastic-ip"
+            | "detach-instance-from-elastic-ip" => self.elastic_ips(&mut w, &call),
+            "get-template" | "register-template" | "delete-template" => {
+                self.templates(&mut w, &call)
             }
             other => error(
                 StatusCode::NOT_IMPLEMENTED,
                 format!("exosim does not simulate {other}"),
             ),
         }
-    }
-
-    /// Answers with operation `op`, which stays pending until `command` (if any) has run
-    /// for `instance`.
-    fn answer_with_hook(
-        &self,
-        w: &mut World,
-        op: String,
-        kind: &'static str,
-        command: &Option<String>,
-        instance: SimInstance,
-        fail: bool,
-    ) -> Answer {
-        let mut hooks = Vec::new();
-        if let (Some(cmd), false) = (command, fail) {
-            if let Some(o) = w.operations.get_mut(&op) {
-                o.waiting_for_hook = true;
-            }
-            hooks.push(Task::Hook(Box::new(Hook {
-                kind,
-                command: cmd.clone(),
-                operation: op.clone(),
-                template_file: w.template_files.get(&instance.template_id).cloned(),
-                instance,
-            })));
-        }
-        (
-            StatusCode::OK,
-            w.operation_json(&op).unwrap_or_default(),
-            hooks,
-        )
-    }
-
-    fn create_instance(&self, w: &mut World, body: &Value, fail: bool) -> Answer {
-        let template = body["template"]["id"].as_str().unwrap_or_default();
-        let itype = body["instance-type"]["id"].as_str().unwrap_or_default();
-        if w.template(template).is_none() {
-            return not_found(format!("template {template}"));
-        }
-        if w.instance_type(itype).is_none() {
-            return not_found(format!("instance type {itype}"));
-        }
-        let groups: Vec<String> = body["security-groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|g| g["id"].as_str().map(str::to_string))
-            .collect();
-        if let Some(g) = groups.iter().find(|g| w.security_group(g).is_none()) {
-            return not_found(format!("security group {g}"));
-        }
-        let keys: Vec<String> = body["ssh-keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(body.get("ssh-key"))
-            .filter_map(|k| k["name"].as_str().map(str::to_string))
-            .collect();
-        if let Some(k) = keys.iter().find(|k| !w.ssh_keys.contains_key(*k)) {
-            return not_found(format!("SSH key {k}"));
-        }
-        let user_data = body["user-data"].as_str().map(str::to_string);
-        if let Some(ud) = &user_data
-            && base64::engine::general_purpose::STANDARD
-                .decode(ud)
-                .is_err()
-        {
-            return error(StatusCode::BAD_REQUEST, "user-data is not base64".into());
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let instance = SimInstance {
-            id: id.clone(),
-            name: body["name"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("instance-{}", &id[..8])),
-            labels: serde_json::from_value(body["labels"].clone()).unwrap_or_default(),
-            state: "starting".into(),
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            public_ip: w.allocate_public_ip(),
-            template_id: template.to_string(),
-            instance_type_id: itype.to_string(),
-            security_group_ids: groups,
-            ssh_keys: keys,
-            disk_size: body["disk-size"].as_u64().unwrap_or(10),
-            user_data,
-        };
-        if !fail {
-            w.instances.insert(id.clone(), instance.clone());
-        }
-        let op = self.operation(
-            w,
-            "create-instance",
-            &id,
-            Some(format!("/v2/instance/{id}")),
-            Effect::InstanceRunning(id.clone()),
-            fail,
-        );
-        self.answer_with_hook(w, op, "create", &self.options.on_create, instance, fail)
     }
 }
 

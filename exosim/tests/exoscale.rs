@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use baton::cloud::exoscale::{Credentials, signing};
-use baton::cloud::{Cloud, CloudError, InstanceSpec};
+use baton::cloud::{Cloud, CloudError, InstanceSpec, RegisterByUrl};
 use serde_json::{Value, json};
 use sim::*;
 
@@ -32,6 +32,7 @@ fn spec(generation: u32) -> InstanceSpec {
         user_data: baton::cloudinit::encode("#cloud-config\nruncmd: [[true]]\n")
             .unwrap()
             .to_string(),
+        member: 0,
     }
 }
 

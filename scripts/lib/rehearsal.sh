@@ -47,7 +47,7 @@ endpoint=$(head -1 "$work/exosim.out" | sed 's/^exosim: listening on //')
 
 site="$work/site"
 step "baton init (Elastic IP $eip, SSH port $port, cloud: exosim at $endpoint)"
-"$root/scripts/loopback-site" "$baton" "$site" "${SITE_ARGS[@]}" -- --elastic-ip "$eip" \
+"$root/scripts/loopback-site" "$baton" "$site" "${SITE_ARGS[@]}" -- --address "$eip" \
   --ssh-port "$port" --store "file://$work/store" --cloud-endpoint "$endpoint" 2>&1 \
   | grep -v '^@cert' | sed 's/^/  /'
 "$baton" publish -c "$site/baton.toml" | tail -1 | sed 's/^/  /'

@@ -15,9 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use super::{
-    Cloud, CloudError, Instance, InstanceSpec, LABEL_SITE, SshKey, Template, TemplateSpec,
-};
+use super::{Cloud, CloudError, Instance, InstanceSpec, LABEL_SITE, SshKey, Template};
 
 pub struct SiteOnly {
     inner: Arc<dyn Cloud>,
@@ -156,8 +154,8 @@ impl Cloud for SiteOnly {
         self.inner.list_own_templates().await
     }
 
-    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError> {
-        self.inner.register_template(spec).await
+    fn by_url(&self) -> Option<&dyn super::RegisterByUrl> {
+        self.inner.by_url()
     }
 
     async fn delete_template(&self, id: &str) -> Result<(), CloudError> {
@@ -172,10 +170,6 @@ impl Cloud for SiteOnly {
             ));
         }
         self.configured_front().await.cloned()
-    }
-
-    fn front_moves(&self) -> bool {
-        self.inner.front_moves()
     }
 
     async fn front_add(&self, front: &str, instance: &str) -> Result<(), CloudError> {

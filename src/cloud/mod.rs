@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod exoscale;
+pub mod front;
 pub mod guard;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,46 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+/// The site's provider and its settings, each kept beside its provider (rustic_core's
+/// `BackendOptions` is the model): one [`Provider::open`] gives the client, and what
+/// differs between clouds is asked of the provider, not of its name.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    Exoscale(exoscale::Settings),
+    Aws(aws::Settings),
+}
+
+impl Provider {
+    /// The client for these settings, its credentials from the environment.
+    pub async fn open(self) -> Result<std::sync::Arc<dyn Cloud>, CloudError> {
+        match self {
+            Provider::Exoscale(s) => s.open(),
+            Provider::Aws(s) => aws::connect(s).await,
+        }
+    }
+
+    /// The front at `address`, as this provider describes it.
+    pub fn front(&self, address: IpAddr) -> front::Front {
+        match self {
+            Provider::Exoscale(_) => exoscale::front(address),
+            Provider::Aws(s) => s.front.describe(address),
+        }
+    }
+
+    /// The variable that holds the operator's cloud key id: the key no server may hold.
+    pub fn key_var(&self) -> &'static str {
+        match self {
+            Provider::Exoscale(_) => exoscale::ENV_KEY,
+            Provider::Aws(_) => aws::ENV_KEY,
+        }
+    }
+
+    /// Whether the store's `AWS_*` variables are also this cloud's key.
+    pub fn shares_store_variables(&self) -> bool {
+        matches!(self, Provider::Aws(_))
+    }
+}
 
 /// Labels baton puts on what it creates, so it can find (and clean up) its own.
 pub const LABEL_SITE: &str = "baton.site";
@@ -89,6 +130,9 @@ pub struct InstanceSpec {
     pub ssh_key: Option<String>,
     /// gzip + base64, as `cloudinit::encode` makes it.
     pub user_data: String,
+    /// Which member of its generation it is: the members of a fleet share one user-data,
+    /// and a generation today has exactly one, member 0.
+    pub member: u32,
 }
 
 #[async_trait]
@@ -117,28 +161,33 @@ pub trait Cloud: Send + Sync {
 
     /// The templates this account registered (baked images), oldest first.
     async fn list_own_templates(&self) -> Result<Vec<Template>, CloudError>;
-    /// Registers an image and waits until the cloud has downloaded and checked it.
-    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError>;
+    /// The cloud's registration of an image by URL, if it has one (Exoscale's custom
+    /// templates; AWS makes an AMI another way).
+    fn by_url(&self) -> Option<&dyn RegisterByUrl> {
+        None
+    }
     /// Deletes one of the account's templates; one that is already gone is success.
     async fn delete_template(&self, id: &str) -> Result<(), CloudError>;
 
     /// The front that `address` names: what carries the site's public traffic to its
     /// servers (an Elastic IP; on AWS also an ALB target group). Its id is journalled.
     async fn find_front(&self, address: IpAddr) -> Result<String, CloudError>;
-    /// Whether the front serves one instance at a time, so that adding one moves the
-    /// traffic off the other at once (an AWS Elastic IP), instead of both serving side by
-    /// side for a while (an Exoscale Elastic IP, a target group).
-    fn front_moves(&self) -> bool {
-        false
-    }
-    /// Puts `instance` behind the front (a front that moves stops serving its previous
-    /// holder); already there is success. Returns once the cloud says it serves.
+    /// Puts `instance` behind the front (one that serves one member at a time stops
+    /// serving its previous holder); already there is success. Returns once the cloud says it serves.
     async fn front_add(&self, front: &str, instance: &str) -> Result<(), CloudError>;
     /// Takes `instance` out of the front; not in it (or gone) is success. Returns once
     /// the cloud sends it no more traffic.
     async fn front_remove(&self, front: &str, instance: &str) -> Result<(), CloudError>;
     /// The instances the front that `address` names sends traffic to.
     async fn front_members(&self, address: IpAddr) -> Result<Vec<Instance>, CloudError>;
+}
+
+/// An optional capability: registering an image that the cloud downloads from a URL and
+/// checks against an MD5 before it lists the template.
+#[async_trait]
+pub trait RegisterByUrl: Send + Sync {
+    /// Registers an image and waits until the cloud has downloaded and checked it.
+    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError>;
 }
 
 /// Deletes instance `id` only while it carries generation `generation`'s label (gone is
@@ -163,20 +212,6 @@ pub async fn delete_generation(
         });
     }
     cloud.delete_instance(id).await
-}
-
-/// Puts the front back on `keep` alone after `drop` was added: `keep` first, so a front
-/// that moves never points at nobody, then `drop` out.
-pub async fn front_back_to(
-    cloud: &dyn Cloud,
-    front: &str,
-    keep: Option<&str>,
-    drop: &str,
-) -> Result<(), CloudError> {
-    if let Some(keep) = keep {
-        cloud.front_add(front, keep).await?;
-    }
-    cloud.front_remove(front, drop).await
 }
 
 pub(crate) fn names(items: impl Iterator<Item = String>) -> String {

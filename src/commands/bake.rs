@@ -8,22 +8,18 @@
 //! in the local cache, so running the bake again starts from it, not from the mirror.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::cli::BakeArgs;
-use crate::cloud::{Cloud, TemplateSpec};
+use crate::cloud::{Cloud, RegisterByUrl};
 use crate::config::Config;
 use crate::error::Error;
 use crate::image::Recipe;
 use crate::image::build::{self, Built, Line};
-use crate::store::ObjectStore;
-use crate::store::layout;
+use crate::image::register::{Bake, Phases, register};
 use crate::swap::lock::{DeployLock, Holder};
-
-/// How long the cloud may take to fetch the image through its pre-signed URL.
-const DOWNLOAD_VALID: Duration = Duration::from_secs(2 * 3600);
 
 #[derive(Serialize)]
 struct Summary {
@@ -104,6 +100,8 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
 
     let (cloud, store) = super::operator(&config).await?;
     let cloud: Arc<dyn Cloud> = cloud;
+    // Before the build: a cloud that cannot register an image this way is known now.
+    registry(cloud.as_ref(), &name)?;
     if let Some(t) = find(cloud.as_ref(), &name).await? {
         progress_note(&progress, &format!("{name} is baked already ({})", t.id));
         summary.outcome = "already-baked";
@@ -127,16 +125,27 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
         if let Some(t) = find(cloud.as_ref(), &name).await? {
             return Ok::<_, Error>(t.id);
         }
-        register(
-            &mut steps,
-            cloud.as_ref(),
-            store.as_ref(),
-            &recipe,
-            &name,
-            &config,
-            &built,
-        )
-        .await
+        let bake = Bake {
+            site: &site,
+            name: &name,
+            recipe: &recipe,
+            built: &built,
+        };
+        let registry = registry(cloud.as_ref(), &name)?;
+        register(cloud.as_ref(), registry, store.as_ref(), &bake, &mut steps)
+            .await
+            .map_err(|e| {
+                use crate::exit::{Classify, EXIT_ATTENTION, EXIT_BAD_INPUT, EXIT_FAILED};
+                let code = match (e.undone(), e.is_bad_input()) {
+                    (true, true) => EXIT_BAD_INPUT,
+                    (true, false) => EXIT_FAILED,
+                    (false, _) => EXIT_ATTENTION,
+                };
+                Error::Swap {
+                    message: e.to_string(),
+                    code,
+                }
+            })
     }
     .await;
     held.release_or_warn().await;
@@ -156,100 +165,17 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
     finish(args, summary, started, &steps)
 }
 
-/// Uploads, registers and cleans up; on any failure, undoes what it did.
-async fn register(
-    steps: &mut Steps,
-    cloud: &dyn Cloud,
-    store: &dyn ObjectStore,
-    recipe: &Recipe,
-    name: &str,
-    config: &Config,
-    built: &Built,
-) -> Result<String, Error> {
-    let key = layout::image(&recipe.hash);
-    let result = async {
-        let t = steps.begin("upload");
-        store.put_file(&key, &built.path).await?;
-        steps.end(t, Some(format!("{} MB to {key}", built.size / 1_000_000)));
-        let url = store.download_url(&key, DOWNLOAD_VALID).await?;
-        let t = steps.begin("register");
-        let spec = TemplateSpec {
-            name: name.to_string(),
-            url,
-            md5: built.md5.clone(),
-            default_user: recipe.settings.default_user.clone(),
-            description: format!(
-                "baton bake for site {}: Debian {}, recipe {}",
-                config.site.name, recipe.settings.suite, recipe.hash
+/// The cloud's registration by URL, or what to do on a cloud without one.
+fn registry<'a>(cloud: &'a dyn Cloud, name: &str) -> Result<&'a dyn RegisterByUrl, Error> {
+    cloud.by_url().ok_or_else(|| {
+        Error::bad_input(
+            "baton bake registers images on Exoscale only",
+            format!(
+                "on AWS, build with `baton bake --build-only`, import the qcow2 as an AMI \
+                 named {name} (aws ec2 import-image), and keep instance.template = \"baked\""
             ),
-            build: recipe.hash.clone(),
-        };
-        let template = cloud.register_template(&spec).await?;
-        steps.end(
-            t,
-            Some(format!("template {} ({})", template.name, template.id)),
-        );
-        Ok::<_, Error>(template.id)
-    };
-    // ^C or SIGTERM stops the upload or the registration, which is then undone as a
-    // failure is.
-    let result = tokio::select! {
-        r = result => r,
-        _ = build::interrupted() => Err(Error::Failed("interrupted".into())),
-    };
-    let t = steps.begin("clean-up");
-    let mut problems = Vec::new();
-    // The cloud has its own copy once registered; the store's is never needed again.
-    if let Err(e) = store.delete(&key).await {
-        problems.push(format!("{key}: {e}"));
-    }
-    if result.is_err() {
-        // A registration that failed part-way may have left a template behind (its
-        // answer lost, its download failed late): none of this name may stay, or a swap
-        // would boot an image nobody checked.
-        match cloud.list_own_templates().await {
-            Ok(own) => {
-                for t in own.iter().filter(|t| t.name == name) {
-                    if let Err(e) = cloud.delete_template(&t.id).await {
-                        problems.push(format!("template {} ({}): {e}", t.name, t.id));
-                    }
-                }
-            }
-            Err(e) => problems.push(format!("listing templates named {name}: {e}")),
-        }
-    }
-    steps.end(t, None);
-    match (result, problems.is_empty()) {
-        (Ok(id), true) => Ok(id),
-        (Ok(id), false) => Err(Error::Swap {
-            message: format!(
-                "baked {name} ({id}), but could not clean up: {}\n  fix: `baton gc` deletes \
-                 what is left under images/",
-                problems.join("; ")
-            ),
-            code: 3,
-        }),
-        (Err(e), true) => Err(Error::Swap {
-            message: format!(
-                "the bake failed and was undone (nothing left in the store or the cloud; the \
-                 built image stays in {}): {e}",
-                build::cache_dir().display()
-            ),
-            code: match e.exit_code() {
-                crate::exit::EXIT_BAD_INPUT => crate::exit::EXIT_BAD_INPUT,
-                _ => 1,
-            },
-        }),
-        (Err(e), false) => Err(Error::Swap {
-            message: format!(
-                "the bake failed: {e}\n  and its undo did not finish: {}\n  fix: `baton gc` \
-                 deletes images/ objects and templates of recipes no longer in use; run the \
-                 bake again",
-                problems.join("; ")
-            ),
-            code: 3,
-        }),
-    }
+        )
+    })
 }
 
 async fn find(cloud: &dyn Cloud, name: &str) -> Result<Option<crate::cloud::Template>, Error> {
@@ -334,6 +260,7 @@ struct Steps {
     progress: Arc<super::progress::StepLines>,
     times: Vec<crate::swap::saga::StepTime>,
     current: &'static str,
+    started: Instant,
 }
 
 impl Steps {
@@ -342,17 +269,20 @@ impl Steps {
             progress,
             times: Vec::new(),
             current: "",
+            started: Instant::now(),
         }
     }
+}
 
-    fn begin(&mut self, name: &'static str) -> Instant {
+impl Phases for Steps {
+    fn begin(&mut self, name: &'static str) {
         self.current = name;
+        self.started = Instant::now();
         progress_note(&self.progress, &format!("bake: {name} ..."));
-        Instant::now()
     }
 
-    fn end(&mut self, started: Instant, detail: Option<String>) {
-        let took = started.elapsed();
+    fn end(&mut self, detail: Option<String>) {
+        let took = self.started.elapsed();
         progress_note(
             &self.progress,
             &format!(
@@ -367,9 +297,11 @@ impl Steps {
             took,
         });
     }
+}
 
+impl Steps {
     async fn build(&mut self, site: &str, recipe: &Recipe) -> Result<Built, Error> {
-        let t = self.begin("build");
+        self.begin("build");
         let progress = self.progress.clone();
         // The builder's own steps, each with its time once the next one begins.
         let part: std::sync::Mutex<Option<(String, Instant)>> = std::sync::Mutex::new(None);
@@ -394,14 +326,11 @@ impl Steps {
             progress_note(&self.progress, &done);
         }
         let built = built?;
-        self.end(
-            t,
-            Some(if built.cached {
-                format!("the cached image {}", built.path.display())
-            } else {
-                format!("{} ({} MB)", built.path.display(), built.size / 1_000_000)
-            }),
-        );
+        self.end(Some(if built.cached {
+            format!("the cached image {}", built.path.display())
+        } else {
+            format!("{} ({} MB)", built.path.display(), built.size / 1_000_000)
+        }));
         Ok(built)
     }
 

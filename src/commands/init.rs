@@ -11,7 +11,7 @@ use crate::identity::tls::TlsCa;
 
 const TEMPLATE: &str = include_str!("baton.example.toml");
 
-/// The `[cloud]` and `[instance]` tables for AWS, in place of Exoscale's.
+/// The `[cloud]`, `[front]` and `[instance]` tables for AWS, in place of Exoscale's.
 const AWS_TABLES: &str = include_str!("baton.aws.toml");
 
 /// A TOML string literal: values are quoted by the TOML library, never by hand.
@@ -25,8 +25,8 @@ fn aws_template(args: &InitArgs) -> String {
     // Invariant: the embedded template has both tables in this order.
     let end = TEMPLATE.find("[image]\n").unwrap_or(TEMPLATE.len());
     let front = match &args.target_group {
-        Some(arn) => format!("front = \"alb\"\ntarget_group = {}", quoted(arn)),
-        _ => "front = \"elastic-ip\"\n# allocation_id = \"eipalloc-0123456789abcdef0\"   (checked against elastic_ip)".to_string(),
+        Some(arn) => format!("kind = \"alb\"\ntarget_group = {}", quoted(arn)),
+        _ => "kind = \"elastic-ip\"\n# allocation_id = \"eipalloc-0123456789abcdef0\"   (checked against the address)".to_string(),
     };
     let tables = AWS_TABLES
         .replace("@REGION@", &quoted(&args.region))
@@ -85,7 +85,7 @@ pub fn run(args: &InitArgs) -> Result<(), Error> {
     let text = template
         .replace("@SITE@", &quoted(&args.site))
         .replace("@DOMAIN@", &quoted(&args.domain))
-        .replace("@ELASTIC_IP@", &quoted(&args.elastic_ip.to_string()))
+        .replace("@ADDRESS@", &quoted(&args.address.to_string()))
         .replace("@CLOUD_ENDPOINT_LINE@", &cloud_endpoint)
         .replace("@SSH_PORT@", &args.ssh_port.to_string())
         .replace("@AUTHORIZED_KEYS@", &authorized_toml)

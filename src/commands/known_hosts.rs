@@ -9,11 +9,8 @@ use crate::identity::ssh;
 /// The `@cert-authority` line for the site described by `config`.
 pub fn line(config: &Config) -> Result<String, Error> {
     let ca = ssh::load_public(&config.host_ca_pub(), "the SSH host CA public key")?;
-    let patterns = ssh::known_hosts_patterns(
-        config.cloud.elastic_ip,
-        &config.site.domain,
-        config.ssh.port,
-    );
+    let patterns =
+        ssh::known_hosts_patterns(config.front().address, &config.site.domain, config.ssh.port);
     Ok(ssh::known_hosts_line(&patterns, &ca)?)
 }
 

@@ -159,22 +159,12 @@ pub(crate) async fn operator(
     ),
     Error,
 > {
-    let provider: std::sync::Arc<dyn crate::cloud::Cloud> = match config.aws() {
-        Some(settings) => crate::cloud::aws::connect(settings).await?,
-        None => {
-            let creds = crate::cloud::exoscale::Credentials::from_env()?;
-            std::sync::Arc::new(crate::cloud::exoscale::ExoscaleClient::new(
-                &config.cloud_endpoint(),
-                creds,
-                Default::default(),
-            )?)
-        }
-    };
+    let provider = config.provider().open().await?;
     let cloud = std::sync::Arc::new(crate::cloud::guard::SiteOnly::new(
         provider,
         &config.site.name,
         &config.key_prefix(),
-        config.cloud.elastic_ip,
+        config.front().address,
     ));
     let store = crate::store::open(&config.store).await?;
     Ok((cloud, sealed(config, store)?))

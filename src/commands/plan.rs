@@ -11,8 +11,11 @@ use crate::swap::overview::gather;
 struct Plan {
     generation: u64,
     instance_name: String,
-    elastic_ip: String,
-    elastic_ip_id: String,
+    /// The address the site answers on, and what kind of front carries it.
+    front: String,
+    front_kind: &'static str,
+    /// Its id, as the cloud names it.
+    front_id: String,
     /// The template the new instance would boot; `None` while the recipe is not baked.
     template: Option<String>,
     /// The recipe's hash, when the template is the site's bake (or should be).
@@ -47,12 +50,10 @@ fn named(var: &str) -> Option<String> {
 
 /// Which key goes where, and what to change about it.
 fn keys(config: &Config) -> (Keys, Vec<String>) {
-    let aws = config.aws().is_some();
-    let cloud_var = if aws {
-        "AWS_ACCESS_KEY_ID"
-    } else {
-        "EXOSCALE_API_KEY"
-    };
+    let provider = config.provider();
+    let cloud_var = provider.key_var();
+    // Where the store's variables are the cloud's too (AWS), one key cannot be both.
+    let shared = provider.shares_store_variables();
     let server = crate::generation::server_key(config, &|v| std::env::var(v).ok());
     let keys = Keys {
         cloud: named(cloud_var),
@@ -67,7 +68,7 @@ fn keys(config: &Config) -> (Keys, Vec<String>) {
     };
     let mut warnings = Vec::new();
     let id = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-    if !aws
+    if !shared
         && id("AWS_ACCESS_KEY_ID").is_some()
         && id("AWS_ACCESS_KEY_ID") == id("EXOSCALE_API_KEY")
     {
@@ -93,7 +94,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let config = Config::load(&args.config.path)?;
     let (cloud, store) = super::operator(&config).await?;
     let overview = gather(&config, cloud.as_ref(), store).await?;
-    let generation = crate::swap::run::next_generation(
+    let generation = crate::swap::steps::next_generation(
         overview
             .state
             .as_ref()
@@ -120,7 +121,8 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     };
     // Names that do not resolve are bad input: nothing would be created.
     cloud.preflight(&spec).await?;
-    let front = cloud.find_front(config.cloud.elastic_ip).await?;
+    let front = config.front();
+    let front_id = cloud.find_front(front.address).await?;
     let replaces = overview
         .state
         .as_ref()
@@ -170,25 +172,10 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     if replaces.is_some() {
         push("hand-over: final backup on the old host, catch-up on the new");
     }
-    use crate::cloud::aws::Front;
-    let (attach, detach) = match config.aws().map(|aws| aws.front) {
-        Some(Front::Alb { .. }) => (
-            "register the new instance in the target group; wait until the ALB says healthy",
-            "deregister the old instance; wait out its draining",
-        ),
-        Some(Front::ElasticIp { .. }) => (
-            "move the Elastic IP to the new instance in one call (requests fail until AWS points it there: the gap is reported)",
-            "check that the old instance no longer holds the Elastic IP",
-        ),
-        None => (
-            "attach the Elastic IP to the new instance",
-            "detach the Elastic IP from the old instance",
-        ),
-    };
-    push(attach);
+    push(front.attach);
     push("verify through the address");
     if replaces.is_some() {
-        push(detach);
+        push(front.detach);
     }
     push("commit state.json (point of no return)");
     push("delete the provisioning key");
@@ -206,8 +193,9 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     let plan = Plan {
         generation,
         instance_name: name,
-        elastic_ip: config.cloud.elastic_ip.to_string(),
-        elastic_ip_id: front,
+        front: front.address.to_string(),
+        front_kind: front.kind,
+        front_id,
         template,
         recipe_hash,
         replaces,
@@ -219,7 +207,7 @@ pub async fn run(args: &ReportArgs) -> Result<(), Error> {
     super::print(args.json, &plan, || {
         let mut s = format!(
             "a swap now would create generation {} ({}) and give it {}",
-            plan.generation, plan.instance_name, plan.elastic_ip
+            plan.generation, plan.instance_name, plan.front
         );
         if let Some(old) = &plan.replaces {
             s.push_str(&format!(", replacing instance {old}"));

@@ -37,6 +37,8 @@ pub const SECRET_ENV: [&str; 4] = [
 pub struct Config {
     pub site: Site,
     pub cloud: Cloud,
+    #[serde(default, rename = "front")]
+    pub front_settings: FrontSettings,
     pub instance: Instance,
     pub ssh: Ssh,
     #[serde(default)]
@@ -75,15 +77,30 @@ pub struct Cloud {
     /// AWS's region.
     pub region: Option<String>,
     pub endpoint: Option<String>,
+    /// Where a file written before `[front]` had a table of its own keeps the front's
+    /// settings (`[front]`'s `address`, `kind`, `allocation_id` and `target_group` now);
+    /// [`Config::parse`] reads them into `[front]`.
+    #[serde(default, deserialize_with = "some_ip_address")]
+    elastic_ip: Option<IpAddr>,
+    front: Option<String>,
+    allocation_id: Option<String>,
+    target_group: Option<String>,
+}
+
+/// `[front]`: what carries the site's traffic to its servers, and the address it answers
+/// on. [`Config::front`] describes it as the swap sees it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontSettings {
     /// The address the site answers on (and baton checks it through): the Elastic IP, or
-    /// on AWS with `front = "alb"` an address of the load balancer.
-    #[serde(deserialize_with = "ip_address")]
-    pub elastic_ip: IpAddr,
-    /// AWS: "elastic-ip" (the default) or "alb".
-    pub front: Option<String>,
-    /// AWS, `front = "elastic-ip"`: the address's allocation id, checked against it.
+    /// with `kind = "alb"` an address of the load balancer. Required.
+    #[serde(default, deserialize_with = "some_ip_address")]
+    pub address: Option<IpAddr>,
+    /// "elastic-ip" (the default) or, on AWS, "alb".
+    pub kind: Option<String>,
+    /// AWS, `kind = "elastic-ip"`: the address's allocation id, checked against it.
     pub allocation_id: Option<String>,
-    /// AWS, `front = "alb"`: the target group's ARN.
+    /// AWS, `kind = "alb"`: the target group's ARN.
     pub target_group: Option<String>,
 }
 
@@ -296,11 +313,15 @@ fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(|_| {
         serde::de::Error::custom(format!(
-            "{} is not an IP address; write the Elastic IP as shown in the cloud \
+            "{} is not an IP address; write the address as shown in the cloud \
              console, e.g. \"203.0.113.10\"",
             described(&s)
         ))
     })
+}
+
+fn some_ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    ip_address(d).map(Some)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -403,6 +424,9 @@ impl Config {
         let mut config: Config =
             toml::from_str(text).map_err(|e| invalid(vec![problem_from_toml(&e, text)]))?;
         config.path = path.to_path_buf();
+        if let Some(p) = config.adopt_older_front() {
+            return Err(invalid(vec![p]));
+        }
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -445,8 +469,31 @@ impl Config {
         self.resolve(&self.tls.ca_key)
     }
 
+    /// The front as the swap sees it, described by its provider.
+    pub fn front(&self) -> crate::cloud::front::Front {
+        // validate() refuses a file without the address, and parse() is the only way to a
+        // Config; the unspecified address would answer nothing if it ever were reached.
+        let address = self
+            .front_settings
+            .address
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.provider().front(address)
+    }
+
+    /// The site's provider with its settings, as `[cloud]`, `[front]` and `[instance]`
+    /// give them (validate() checked which of them each provider takes).
+    pub fn provider(&self) -> crate::cloud::Provider {
+        use crate::cloud::Provider;
+        match self.cloud.provider.as_str() {
+            "aws" => Provider::Aws(self.aws_settings()),
+            _ => Provider::Exoscale(crate::cloud::exoscale::Settings {
+                endpoint: self.cloud_endpoint(),
+            }),
+        }
+    }
+
     /// The compute API base URL: the configured one, or Exoscale's for the zone.
-    pub fn cloud_endpoint(&self) -> String {
+    fn cloud_endpoint(&self) -> String {
         match &self.cloud.endpoint {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!("https://api-{}.exoscale.com/v2", self.cloud.zone),
@@ -465,6 +512,7 @@ impl Config {
             security_groups: self.instance.security_groups.clone(),
             ssh_key: None,
             user_data: String::new(),
+            member: 0,
         }
     }
 
@@ -483,22 +531,19 @@ impl Config {
         format!("baton-{}-", self.site.name)
     }
 
-    /// The AWS provider's settings, as [`crate::cloud::aws::AwsClient`] takes them; `None`
-    /// on another provider.
-    pub fn aws(&self) -> Option<crate::cloud::aws::Settings> {
+    /// The AWS provider's settings, as [`crate::cloud::aws::AwsClient`] takes them.
+    fn aws_settings(&self) -> crate::cloud::aws::Settings {
         use crate::cloud::aws::{Front, Settings};
-        if self.cloud.provider != "aws" {
-            return None;
-        }
-        let front = match self.cloud.front.as_deref() {
+        let f = &self.front_settings;
+        let front = match f.kind.as_deref() {
             Some("alb") => Front::Alb {
-                target_group: self.cloud.target_group.clone().unwrap_or_default(),
+                target_group: f.target_group.clone().unwrap_or_default(),
             },
             _ => Front::ElasticIp {
-                allocation_id: self.cloud.allocation_id.clone(),
+                allocation_id: f.allocation_id.clone(),
             },
         };
-        Some(Settings {
+        Settings {
             region: self.cloud.region.clone().unwrap_or_default(),
             endpoint: self.cloud.endpoint.clone(),
             subnet: self.instance.subnet.clone().unwrap_or_default(),
@@ -511,10 +556,11 @@ impl Config {
             // A new target's health checks, or an old one's draining, within the health
             // timeout.
             front_timeout: self.swap.health_timeout,
-        })
+        }
     }
 }
 
+mod older;
 mod problems;
 mod validate;
 

@@ -28,43 +28,43 @@ impl Config {
             || "is an Exoscale setting, and cloud.provider is \"aws\"".into(),
             "remove it; AWS takes cloud.region",
         );
-        let front = c.cloud.front.as_deref().unwrap_or("elastic-ip");
+        let f = &c.front_settings;
+        let kind = f.kind.as_deref().unwrap_or("elastic-ip");
         v.check(
-            matches!(front, "elastic-ip" | "alb"),
-            "cloud.front",
-            || format!("{} is not a front", described(front)),
-            "set front = \"elastic-ip\" (an Elastic IP) or \"alb\" (an ALB target group)",
+            matches!(kind, "elastic-ip" | "alb"),
+            "front.kind",
+            || format!("{} is not a kind of front", described(kind)),
+            "set kind = \"elastic-ip\" (an Elastic IP) or \"alb\" (an ALB target group)",
         );
-        if front == "alb" {
+        if kind == "alb" {
             v.check(
-                c.cloud
-                    .target_group
+                f.target_group
                     .as_deref()
                     .is_some_and(|t| t.starts_with("arn:") && t.contains(":targetgroup/")),
-                "cloud.target_group",
-                || match &c.cloud.target_group {
+                "front.target_group",
+                || match &f.target_group {
                     Some(t) => format!("{} is not a target group ARN", described(t)),
-                    None => "is missing: front = \"alb\" needs the target group".into(),
+                    None => "is missing: kind = \"alb\" needs the target group".into(),
                 },
                 "write the ARN, e.g. \"arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/blog/0123456789abcdef\"",
             );
             v.check(
-                c.cloud.allocation_id.is_none(),
-                "cloud.allocation_id",
+                f.allocation_id.is_none(),
+                "front.allocation_id",
                 || "names an Elastic IP, and the front is \"alb\"".into(),
-                "remove it, or set front = \"elastic-ip\"",
+                "remove it, or set kind = \"elastic-ip\"",
             );
         } else {
             v.check(
-                c.cloud.target_group.is_none(),
-                "cloud.target_group",
+                f.target_group.is_none(),
+                "front.target_group",
                 || "names a target group, and the front is \"elastic-ip\"".into(),
-                "remove it, or set front = \"alb\"",
+                "remove it, or set kind = \"alb\"",
             );
-            if let Some(id) = &c.cloud.allocation_id {
+            if let Some(id) = &f.allocation_id {
                 v.check(
                     id.starts_with("eipalloc-"),
-                    "cloud.allocation_id",
+                    "front.allocation_id",
                     || format!("{} is not an allocation id", described(id)),
                     "write it as AWS shows it, e.g. \"eipalloc-0123456789abcdef0\"",
                 );
@@ -126,11 +126,21 @@ impl Config {
                 || format!("{} is not a zone name", described(&c.cloud.zone)),
                 "write the zone as Exoscale names it, e.g. \"ch-gva-2\"",
             );
+            let f = &c.front_settings;
+            v.check(
+                f.kind.as_deref().is_none_or(|k| k == "elastic-ip"),
+                "front.kind",
+                || match f.kind.as_deref() {
+                    Some("alb") => "is an AWS front, and cloud.provider is \"exoscale\"".into(),
+                    Some(k) => format!("{} is not a kind of front", described(k)),
+                    None => String::new(),
+                },
+                "set kind = \"elastic-ip\" (Exoscale's one kind of front), or leave it out",
+            );
             for (field, set) in [
                 ("cloud.region", c.cloud.region.is_some()),
-                ("cloud.front", c.cloud.front.is_some()),
-                ("cloud.allocation_id", c.cloud.allocation_id.is_some()),
-                ("cloud.target_group", c.cloud.target_group.is_some()),
+                ("front.allocation_id", f.allocation_id.is_some()),
+                ("front.target_group", f.target_group.is_some()),
                 ("instance.subnet", c.instance.subnet.is_some()),
                 ("instance.image_owner", c.instance.image_owner.is_some()),
             ] {
@@ -145,6 +155,13 @@ impl Config {
         if let Some(endpoint) = &c.cloud.endpoint {
             v.check_url(endpoint, "cloud.endpoint");
         }
+        v.check(
+            c.front_settings.address.is_some(),
+            "front.address",
+            || "is missing: baton needs the address the site answers on".into(),
+            "add [front] with address = the Elastic IP (or with kind = \"alb\" an address of \
+             the load balancer), e.g. \"203.0.113.10\"",
+        );
 
         v.check(
             c.instance.disk_gb >= 10,

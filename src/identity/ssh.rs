@@ -138,9 +138,9 @@ pub fn certificate_openssh(cert: &Certificate) -> Result<String, IdentityError> 
 /// The host patterns the operator's `known_hosts` trusts the CA for: the Elastic IP, the
 /// domain and its subdomains, with the port when it is not 22 (OpenSSH looks hosts up as
 /// `[host]:port` then).
-pub fn known_hosts_patterns(elastic_ip: IpAddr, domain: &str, port: u16) -> Vec<String> {
+pub fn known_hosts_patterns(address: IpAddr, domain: &str, port: u16) -> Vec<String> {
     [
-        elastic_ip.to_string(),
+        address.to_string(),
         domain.to_string(),
         format!("*.{domain}"),
     ]

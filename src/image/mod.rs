@@ -12,6 +12,7 @@ pub mod build;
 mod catalogue;
 mod compose;
 mod recipe;
+pub mod register;
 
 use std::path::PathBuf;
 

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::saga::StepError;
 use super::state::SwapState;
 use crate::cloud::Cloud;
+use crate::cloud::front::Front;
 use crate::cloudinit::AgentBinary;
 use crate::config::Config;
 use crate::remote::{Connector, ExecOutput, RemoteHost, SshTarget};
@@ -20,6 +21,8 @@ use crate::store::layout;
 /// What the steps share that is not journalled: clients, keys, the user-data.
 pub struct Ctx {
     pub config: Config,
+    /// The config's front, as its provider describes it.
+    pub front: Front,
     pub cloud: Arc<dyn Cloud>,
     pub store: Arc<dyn ObjectStore>,
     pub connector: Arc<dyn Connector>,
@@ -42,6 +45,7 @@ impl Ctx {
         say: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Ctx {
         Ctx {
+            front: config.front(),
             config,
             cloud,
             store,
@@ -64,16 +68,16 @@ impl Ctx {
         })
     }
 
-    /// Where `instance` answers now. A front that moves takes addresses with it: on AWS
-    /// the holder of an Elastic IP answers on it alone, and the one it left gets a new
-    /// address. There the cloud is asked; elsewhere an address never changes and the
-    /// recorded one is used.
+    /// Where `instance` answers now. A front that serves one member at a time takes
+    /// addresses with it: on AWS the holder of an Elastic IP answers on it alone, and the
+    /// one it left gets a new address. There the cloud is asked; elsewhere an address
+    /// never changes and the recorded one is used.
     pub async fn address_now(
         &self,
         instance: &str,
         recorded: Option<IpAddr>,
     ) -> Result<IpAddr, StepError> {
-        if !self.cloud.front_moves() {
+        if !self.front.one_at_a_time {
             return recorded.ok_or_else(|| {
                 StepError(format!("the address of instance {instance} is not known"))
             });

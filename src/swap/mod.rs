@@ -1,6 +1,9 @@
 //! The swap: blue/green replacement of the server as a saga under the deploy lock.
 
 pub mod ctx;
+pub mod cutover;
+pub mod end_state;
+pub mod error;
 pub mod journal;
 pub mod lock;
 pub mod overview;

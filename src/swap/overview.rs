@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::lock::{DeployLock, Lease};
+use crate::cloud::front::Front;
 use crate::cloud::{Cloud, CloudError, Instance, LABEL_GENERATION, LABEL_SITE};
 use crate::config::Config;
 use crate::state::{self, SiteState, StateError};
@@ -18,7 +19,9 @@ pub struct Overview {
     pub state: Option<SiteState>,
     /// Instances labelled for this site.
     pub instances: Vec<Instance>,
-    /// Instances the Elastic IP is attached to.
+    /// The front, as its provider describes it.
+    pub front: Front,
+    /// Instances the front sends traffic to.
     pub address_holders: Vec<String>,
     pub last_backup: Option<String>,
     pub last_backup_age_seconds: Option<i64>,
@@ -72,8 +75,9 @@ pub async fn gather(
             .get(LABEL_GENERATION)
             .and_then(|g| g.parse::<u64>().ok())
     });
+    let front = config.front();
     let address_holders = cloud
-        .front_members(config.cloud.elastic_ip)
+        .front_members(front.address)
         .await?
         .into_iter()
         .map(|i| i.id)
@@ -138,6 +142,7 @@ pub async fn gather(
         site: config.site.name.clone(),
         state,
         instances,
+        front,
         address_holders,
         last_backup,
         last_backup_age_seconds,
@@ -167,14 +172,16 @@ impl Overview {
                 }
                 if self.address_holders != [a.instance.clone()] {
                     problems.push(format!(
-                        "the Elastic IP is held by {}, not by the active instance {} alone",
+                        "{} is held by {}, not by the active instance {} alone",
+                        self.front.noun,
                         crate::cloud::names(self.address_holders.iter().cloned()),
                         a.instance
                     ));
                 }
             }
             None if !self.address_holders.is_empty() => problems.push(format!(
-                "no generation is active, yet the Elastic IP is held by {}",
+                "no generation is active, yet {} is held by {}",
+                self.front.noun,
                 self.address_holders.join(", ")
             )),
             None => {}
@@ -243,7 +250,9 @@ impl Overview {
             }
         }
         s.push_str(&format!(
-            "  address held by: {}\n",
+            "  front: {} {}, serving {}\n",
+            self.front.noun,
+            self.front.address,
             if self.address_holders.is_empty() {
                 "nobody".to_string()
             } else {

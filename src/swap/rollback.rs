@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::ctx::Ctx;
+use super::cutover::{Cutover, Member};
+use super::error::StartError;
 use super::probe::until_generation;
 use super::saga::{Step, StepError};
 use super::steps::{WatchFailure, instance_left, leave_for_gc};
@@ -40,7 +42,10 @@ pub struct RollbackState {
     pub from: Active,
     /// The kept previous generation it goes back to.
     pub to: Active,
-    pub elastic_ip_id: String,
+    /// The front's id, as the cloud names it (a journal of an older baton calls it
+    /// `elastic_ip_id`).
+    #[serde(alias = "elastic_ip_id")]
+    pub front_id: String,
     /// Why, in a line: the watch's verdict or the operator's command.
     pub reason: String,
     /// The watch's findings, when the watch started this rollback.
@@ -68,6 +73,22 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<RollbackState>>> {
         Box::new(CommitRollback(ctx.clone())),
         Box::new(RetireFailed(ctx.clone())),
     ]
+}
+
+/// From the failed generation back to the kept one.
+fn cutover<'a>(ctx: &'a Ctx, s: &'a RollbackState) -> Cutover<'a> {
+    Cutover {
+        ctx,
+        front_id: &s.front_id,
+        to: Member {
+            generation: s.to.generation,
+            instance: Some(&s.to.instance),
+        },
+        from: Some(Member {
+            generation: s.from.generation,
+            instance: Some(&s.from.instance),
+        }),
+    }
 }
 
 /// Does state.json say this rollback committed: `to` active again, `from` given up?
@@ -134,22 +155,11 @@ impl Step<RollbackState> for AttachPrevious {
     }
 
     async fn run(&self, s: &mut RollbackState) -> Result<(), StepError> {
-        self.0
-            .cloud
-            .front_add(&s.elastic_ip_id, &s.to.instance)
-            .await
-            .map_err(StepError::new)
+        cutover(&self.0, s).attach().await
     }
 
     async fn undo(&self, s: &mut RollbackState) -> Result<(), StepError> {
-        crate::cloud::front_back_to(
-            self.0.cloud.as_ref(),
-            &s.elastic_ip_id,
-            Some(&s.from.instance),
-            &s.to.instance,
-        )
-        .await
-        .map_err(StepError::new)
+        cutover(&self.0, s).undo_attach().await
     }
 }
 
@@ -162,16 +172,7 @@ impl Step<RollbackState> for VerifyPrevious {
     }
 
     async fn run(&self, s: &mut RollbackState) -> Result<(), StepError> {
-        let ctx = &self.0;
-        let eip = ctx.config.cloud.elastic_ip;
-        until_generation(ctx, eip, s.to.generation, 1, ctx.config.swap.health_timeout)
-            .await
-            .map_err(|last| {
-                StepError(format!(
-                    "requests through {eip} did not reach generation {}: {last}",
-                    s.to.generation
-                ))
-            })?;
+        cutover(&self.0, s).verify().await?;
         s.serving_again_ms
             .get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
         Ok(())
@@ -187,29 +188,11 @@ impl Step<RollbackState> for DetachFailed {
     }
 
     async fn run(&self, s: &mut RollbackState) -> Result<(), StepError> {
-        let ctx = &self.0;
-        ctx.cloud
-            .front_remove(&s.elastic_ip_id, &s.from.instance)
-            .await
-            .map_err(StepError::new)?;
-        let eip = ctx.config.cloud.elastic_ip;
-        until_generation(ctx, eip, s.to.generation, 5, ctx.config.swap.health_timeout)
-            .await
-            .map_err(|last| {
-                StepError(format!(
-                    "after detaching generation {}, {eip} still does not answer as generation \
-                     {} only: {last}",
-                    s.from.generation, s.to.generation
-                ))
-            })
+        cutover(&self.0, s).detach().await
     }
 
     async fn undo(&self, s: &mut RollbackState) -> Result<(), StepError> {
-        self.0
-            .cloud
-            .front_add(&s.elastic_ip_id, &s.from.instance)
-            .await
-            .map_err(StepError::new)
+        cutover(&self.0, s).undo_detach().await
     }
 }
 
@@ -396,4 +379,55 @@ impl Step<RollbackState> for RetireFailed {
         }
         Err(leave_for_gc(ctx, failed, |_| {}).await)
     }
+}
+
+/// What a rollback starts from: state.json's active generation and the previous one it
+/// keeps, if the window to go back to it is still open.
+pub async fn start(
+    ctx: &Ctx,
+    reason: String,
+    watch: Option<WatchFailure>,
+) -> Result<RollbackState, StartError> {
+    let site = crate::state::read(ctx.store.as_ref())
+        .await?
+        .unwrap_or_default();
+    let nothing = |why: String| Err(StartError::NothingToRollBack { why });
+    let Some(from) = site.active.clone() else {
+        return nothing("no generation is active yet".into());
+    };
+    // The watch's own rollback goes back whatever the clock says: its last check can end
+    // a few seconds past `until` when keep_previous is 0s, and the VM is still there.
+    let target = match &watch {
+        Some(_) => site.previous.as_ref(),
+        None => site.rollback_target(chrono::Utc::now()),
+    };
+    let to = match (&site.previous, target) {
+        (None, _) => {
+            return nothing(format!(
+                "state.json keeps no generation before {} (the first deploy, a rollback \
+                 already done, or swap.keep_previous = 0s)",
+                from.generation
+            ));
+        }
+        (Some(p), None) => {
+            return nothing(format!(
+                "generation {} was kept until {}, which is past",
+                p.active.generation, p.until
+            ));
+        }
+        (_, Some(p)) => p.active.clone(),
+    };
+    let front_id = ctx.cloud.find_front(ctx.front.address).await?;
+    Ok(RollbackState {
+        site: ctx.config.site.name.clone(),
+        from,
+        to,
+        front_id,
+        reason,
+        watch,
+        keep_failed: ctx.config.swap.on_rollback == crate::config::OnRollback::Keep,
+        hand_back_problem: None,
+        serving_again_ms: None,
+        earlier_kept: site.rolled_back.filter(|r| r.kept_until.is_some()),
+    })
 }

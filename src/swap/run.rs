@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ctx::Ctx;
+use super::end_state;
+use super::error::StartError;
 use super::journal::{Entry, JournalError};
 use super::lock::{DeployLock, Holder, LockError};
-use super::probe::until_generation;
 use super::rollback::RollbackState;
 use super::saga::{Journal, Outcome, Saga, Step, StepTime};
 use super::state::SwapState;
-use super::steps::{self, WatchFailure};
+use super::steps;
 use crate::clock::Clock;
 use crate::cloud::{Cloud, CloudError};
 use crate::config::Config;
@@ -119,29 +120,9 @@ pub enum RunError {
         command: &'static str,
     },
     #[error(
-        "there is nothing to roll back to: {why}\n  fix: `baton status` shows what is kept; \
-         `baton swap` deploys anew"
-    )]
-    NothingToRollBack { why: String },
-    #[error(
         "there is no unfinished swap\n  fix: run `baton status`; a new swap is plain `baton swap`"
     )]
     NothingUnfinished,
-    #[error(
-        "instance {name} ({id}) already carries generation {generation}'s labels, but no swap is \
-         unfinished\n  fix: run `baton gc` to delete baton's instances that state.json does not name"
-    )]
-    Squatter {
-        name: String,
-        id: String,
-        generation: u64,
-    },
-    #[error(
-        "{key} names generation {}, after which there is none\n  fix: state.json was not written \
-         by baton: restore it from a good copy",
-        u64::MAX
-    )]
-    NoNextGeneration { key: &'static str },
     #[error(
         "the unfinished {journal} does not fit state.json: {why}. It is no journal of a \
          saga that could still be running (an old copy put back?), so baton neither resumes \
@@ -149,6 +130,8 @@ pub enum RunError {
          you know no swap is running"
     )]
     StaleJournal { journal: String, why: String },
+    #[error(transparent)]
+    Start(#[from] StartError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
@@ -159,8 +142,6 @@ pub enum RunError {
     Cloud(#[from] CloudError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
 }
 
 impl crate::exit::Classify for RunError {
@@ -168,17 +149,14 @@ impl crate::exit::Classify for RunError {
         match self {
             RunError::Unfinished { .. }
             | RunError::OtherKind { .. }
-            | RunError::NothingToRollBack { .. }
             | RunError::NothingUnfinished
-            | RunError::Squatter { .. }
-            | RunError::StaleJournal { .. }
-            | RunError::NoNextGeneration { .. } => true,
+            | RunError::StaleJournal { .. } => true,
+            RunError::Start(e) => e.is_bad_input(),
             RunError::Lock(e) => e.is_bad_input(),
             RunError::Journal(e) => e.is_bad_input(),
             RunError::Store(e) => e.is_bad_input(),
             RunError::Cloud(e) => e.is_bad_input(),
             RunError::State(e) => e.is_bad_input(),
-            RunError::Image(e) => e.is_bad_input(),
         }
     }
 }
@@ -230,28 +208,9 @@ async fn check_end_state(ctx: &Ctx, finished: &mut Finished, progress: &dyn Prog
     if !matches!(finished.outcome, Outcome::Done | Outcome::Undone { .. }) {
         return; // already needs attention, with its own list
     }
-    let problems = match super::overview::gather(&ctx.config, ctx.cloud.as_ref(), ctx.store.clone())
-        .await
-    {
-        Ok(overview) => {
-            let mut problems = overview.end_state_problems();
-            // And the site, as a visitor sees it, is the generation state.json names.
-            if let Some(generation) = overview.active_generation() {
-                let eip = ctx.config.cloud.elastic_ip;
-                if let Err(last) = until_generation(ctx, eip, generation, 1, END_STATE_ANSWER).await
-                {
-                    problems.push(format!(
-                        "{eip} does not answer as generation {generation}, which state.json \
-                             names: {last}"
-                    ));
-                }
-            }
-            problems
-        }
-        Err(e) => vec![format!("could not read the end state back: {e}")],
-    };
+    let problems = end_state::problems(ctx).await;
     if problems.is_empty() {
-        progress.note("end state checked against the cloud: one instance holds the address and answers as the active generation, nothing unaccounted for");
+        progress.note(end_state::AS_PROMISED);
         return;
     }
     let mut all = match &finished.outcome {
@@ -260,16 +219,10 @@ async fn check_end_state(ctx: &Ctx, finished: &mut Finished, progress: &dyn Prog
     };
     all.extend(problems.into_iter().map(|p| format!("end state: {p}")));
     finished.outcome = Outcome::NeedsAttention {
-        step: END_STATE,
+        step: end_state::NAME,
         problems: all,
     };
 }
-
-/// How long the end-state check gives the address to answer as the active generation.
-const END_STATE_ANSWER: Duration = Duration::from_secs(20);
-
-/// The name the end-state check goes by in an outcome.
-pub const END_STATE: &str = "end-state";
 
 /// The unfinished journals, if `mode` may go ahead with them: a new saga needs none,
 /// resume and abort need one. Read under the lock: a saga that held it a moment ago may
@@ -462,7 +415,7 @@ async fn drive(
             }
         }
         (Mode::Start { no_handover }, SagaKind::Swap) => {
-            let state = initial_state(
+            let state = steps::start(
                 &ctx.config,
                 ctx.cloud.as_ref(),
                 ctx.store.as_ref(),
@@ -484,7 +437,8 @@ async fn drive(
             run.record_swap(o, j, t);
         }
         (Mode::Start { .. }, SagaKind::Rollback) => {
-            let state = rollback_state(ctx, "rolled back by the operator".into(), None).await?;
+            let state =
+                super::rollback::start(ctx, "rolled back by the operator".into(), None).await?;
             start_rollback(ctx, &progress, state, &mut run).await?;
         }
     }
@@ -498,7 +452,7 @@ async fn drive(
             j.state.generation, failed.reason
         );
         progress.note(&reason);
-        match rollback_state(ctx, reason, Some(failed)).await {
+        match super::rollback::start(ctx, reason, Some(failed)).await {
             Ok(state) => start_rollback(ctx, &progress, state, &mut run).await?,
             Err(e) => {
                 run.outcome = Outcome::NeedsAttention {
@@ -529,105 +483,4 @@ async fn start_rollback(
     let (o, j, t) = rollback.start(&id, state).await?;
     run.record_rollback(o, j, t);
     Ok(())
-}
-
-/// What a rollback starts from: state.json's active generation and the previous one it
-/// keeps, if the window to go back to it is still open.
-async fn rollback_state(
-    ctx: &Ctx,
-    reason: String,
-    watch: Option<WatchFailure>,
-) -> Result<RollbackState, RunError> {
-    let site = crate::state::read(ctx.store.as_ref())
-        .await?
-        .unwrap_or_default();
-    let nothing = |why: String| Err(RunError::NothingToRollBack { why });
-    let Some(from) = site.active.clone() else {
-        return nothing("no generation is active yet".into());
-    };
-    // The watch's own rollback goes back whatever the clock says: its last check can end
-    // a few seconds past `until` when keep_previous is 0s, and the VM is still there.
-    let target = match &watch {
-        Some(_) => site.previous.as_ref(),
-        None => site.rollback_target(chrono::Utc::now()),
-    };
-    let to = match (&site.previous, target) {
-        (None, _) => {
-            return nothing(format!(
-                "state.json keeps no generation before {} (the first deploy, a rollback \
-                 already done, or swap.keep_previous = 0s)",
-                from.generation
-            ));
-        }
-        (Some(p), None) => {
-            return nothing(format!(
-                "generation {} was kept until {}, which is past",
-                p.active.generation, p.until
-            ));
-        }
-        (_, Some(p)) => p.active.clone(),
-    };
-    let elastic_ip_id = ctx.cloud.find_front(ctx.config.cloud.elastic_ip).await?;
-    Ok(RollbackState {
-        site: ctx.config.site.name.clone(),
-        from,
-        to,
-        elastic_ip_id,
-        reason,
-        watch,
-        keep_failed: ctx.config.swap.on_rollback == crate::config::OnRollback::Keep,
-        hand_back_problem: None,
-        serving_again_ms: None,
-        earlier_kept: site.rolled_back.filter(|r| r.kept_until.is_some()),
-    })
-}
-
-/// Reads what the swap starts from and checks, read-only, that the cloud has what it
-/// needs: a wrong name fails here, before anything is created.
-async fn initial_state(
-    config: &Config,
-    cloud: &dyn Cloud,
-    store: &dyn ObjectStore,
-    no_handover: bool,
-    template: Option<&str>,
-) -> Result<SwapState, RunError> {
-    let site = crate::state::read(store).await?.unwrap_or_default();
-    let generation = next_generation(site.highest_generation())?;
-    let mut state = SwapState {
-        site: config.site.name.clone(),
-        generation,
-        key_name: config.key_name(generation),
-        old: site.active,
-        displaced: site.previous.map(|p| p.active),
-        no_handover,
-        ..Default::default()
-    };
-    // Chosen once and journalled: a resumed swap boots what the swap started with.
-    let choice = crate::image::choose(config, cloud, template).await?;
-    let spec = crate::cloud::InstanceSpec {
-        template: choice.template.clone(),
-        ..config.instance_spec(generation)
-    };
-    cloud.preflight(&spec).await?;
-    state.template = Some(choice.template);
-    state.elastic_ip_id = cloud.find_front(config.cloud.elastic_ip).await?;
-    // Generation N's labels must be free: an instance there is a leftover of an earlier
-    // swap (its journal lost), which this swap would otherwise adopt.
-    let squatters = cloud.list_instances(&state.labels()).await?;
-    if let Some(i) = squatters.first() {
-        return Err(RunError::Squatter {
-            name: i.name.clone(),
-            id: i.id.clone(),
-            generation,
-        });
-    }
-    Ok(state)
-}
-
-/// The generation a swap (or its plan) creates after `active`: none after the last one a
-/// u64 holds, which nothing baton wrote could name.
-pub fn next_generation(active: Option<u64>) -> Result<u64, RunError> {
-    crate::state::next_generation(active).ok_or(RunError::NoNextGeneration {
-        key: crate::store::layout::STATE,
-    })
 }

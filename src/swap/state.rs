@@ -16,7 +16,11 @@ pub struct SwapState {
     pub generation: u64,
     /// The provisioning key's name in the cloud.
     pub key_name: String,
-    pub elastic_ip_id: String,
+    /// The front's id, as the cloud names it: an Exoscale Elastic IP's id, an AWS
+    /// allocation id or target group ARN (a journal of an older baton calls it
+    /// `elastic_ip_id`).
+    #[serde(alias = "elastic_ip_id")]
+    pub front_id: String,
     /// The active generation when the swap started; `None` on the first deploy.
     pub old: Option<Active>,
     /// Skip the hand-over (the old server cannot give one).

@@ -55,6 +55,7 @@ pub fn instance_spec(name: &str, site: &str, generation: u64) -> baton::cloud::I
         user_data: baton::cloudinit::encode("#cloud-config\n")
             .unwrap()
             .to_string(),
+        member: 0,
     }
 }
 

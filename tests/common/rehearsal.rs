@@ -163,7 +163,7 @@ impl Rehearsal {
             ],
         );
         let url = exosim.url.clone();
-        let init = ["--elastic-ip", &eip, "--cloud-endpoint", &url];
+        let init = ["--address", &eip, "--cloud-endpoint", &url];
         ground.published(Backend::Exosim(exosim), eip.clone(), site_args, &init)
     }
 
@@ -204,7 +204,7 @@ impl Rehearsal {
             super::moto::REGION.into(),
             "--subnet".into(),
             subnet,
-            "--elastic-ip".into(),
+            "--address".into(),
             address.clone(),
             "--cloud-endpoint".into(),
             moto.url.clone(),
@@ -243,7 +243,9 @@ impl Rehearsal {
             Backend::Exosim(e) => std::sync::Arc::new(e.client()),
             Backend::Moto { moto, .. } => {
                 let config = baton::config::Config::load(&self.config()).unwrap();
-                let settings = config.aws().unwrap();
+                let baton::cloud::Provider::Aws(settings) = config.provider() else {
+                    panic!("a moto rehearsal's site is on AWS");
+                };
                 std::sync::Arc::new(
                     rt().block_on(baton::cloud::aws::AwsClient::with_credentials(
                         baton::cloud::aws::Settings {

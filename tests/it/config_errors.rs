@@ -117,7 +117,7 @@ fn address_that_does_not_parse() {
     assert_has(
         &err,
         &[
-            "field `cloud.elastic_ip`",
+            "field `front.address`",
             "the value (9 characters) is not an IP address",
         ],
     );
@@ -560,7 +560,7 @@ fn aws_settings_are_checked_field_by_field() {
                 "subnet = \"subnet-0123456789abcdef0\"",
                 "subnet = \"vpc-1\"",
             )
-            .replace("front = \"elastic-ip\"", "front = \"nlb\"")
+            .replace("kind = \"elastic-ip\"", "kind = \"nlb\"")
     });
     assert_has(
         &err,
@@ -569,8 +569,8 @@ fn aws_settings_are_checked_field_by_field() {
             "AWS needs the region",
             "cloud.zone",
             "is an Exoscale setting",
-            "cloud.front",
-            "is not a front",
+            "front.kind",
+            "is not a kind of front",
             "instance.subnet",
             "is not a subnet id",
         ],
@@ -586,17 +586,57 @@ fn an_alb_front_needs_a_target_group_arn_and_no_allocation_id() {
     std::fs::remove_dir_all(p.path().join("ok")).unwrap();
     let err = refused(&p, |t| {
         t.replace(arn, "blog-targets").replace(
-            "\nfront = \"alb\"\n",
-            "\nfront = \"alb\"\nallocation_id = \"eipalloc-1\"\n",
+            "\nkind = \"alb\"\n",
+            "\nkind = \"alb\"\nallocation_id = \"eipalloc-1\"\n",
         )
     });
     assert_has(
         &err,
         &[
-            "cloud.target_group",
+            "front.target_group",
             "is not a target group ARN",
-            "cloud.allocation_id",
+            "front.allocation_id",
             "the front is \"alb\"",
+        ],
+    );
+}
+
+/// A file written before `[front]` had a table of its own keeps the front in `[cloud]`:
+/// it is read as it was, and a file with both places is refused, naming the old key.
+#[test]
+fn an_older_file_keeps_its_front_in_cloud() {
+    let arn =
+        "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/blog/0123456789abcdef";
+    let p = Project::init(&["--cloud", "aws", "--front", "alb", "--target-group", arn]);
+    let path = p.path().join("baton.toml");
+    let now = std::fs::read_to_string(&path).unwrap();
+    let trusted = ok(p.baton(&["known-hosts"]));
+    let older = now
+        .replace("\n[front]\n", "\n")
+        .replace("address = ", "elastic_ip = ")
+        .replace("\nkind = \"alb\"\n", "\nfront = \"alb\"\n");
+    assert!(
+        !older.contains("[front]") && older.contains("elastic_ip = "),
+        "{older}"
+    );
+    std::fs::write(&path, &older).unwrap();
+    ok(p.baton(&["render", "--generation", "1", "--out", "ok"]));
+    assert_eq!(
+        ok(p.baton(&["known-hosts"])),
+        trusted,
+        "the same address, read from [cloud]"
+    );
+    // The older file's address and a [front] table beside it: which one is meant?
+    let both = format!("{older}\n[front]\naddress = \"203.0.113.99\"\n");
+    std::fs::write(&path, both).unwrap();
+    let out = p.baton(&["known-hosts"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_has(
+        &stderr(&out),
+        &[
+            "field `cloud.elastic_ip`",
+            "[front] table too",
+            "move it to [front] as address",
         ],
     );
 }

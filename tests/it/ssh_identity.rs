@@ -27,7 +27,7 @@ fn client_key(dir: &Path) -> PathBuf {
 /// A project whose Elastic IP is 127.0.0.1 and whose sshd port is free.
 fn project(port: u16, client: &Path) -> Project {
     Project::init(&[
-        "--elastic-ip",
+        "--address",
         "127.0.0.1",
         "--ssh-port",
         &port.to_string(),

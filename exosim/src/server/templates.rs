@@ -10,12 +10,50 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::{Answer, Sim, Task, error, ok};
+use super::{Answer, Call, Sim, Task, error, not_found, ok, unreachable_op};
 use crate::world::{Effect, World, now_ms};
 use axum::http::StatusCode;
 use baton::sync::lock;
 
 impl Sim {
+    pub(super) fn templates(&self, w: &mut World, call: &Call) -> Answer {
+        let Call {
+            op: op_id,
+            id,
+
+            body,
+            fail,
+            ..
+        } = *call;
+        match op_id {
+            "get-template" => match w.template(id) {
+                Some(t) => ok(t.clone()),
+                None => not_found(format!("template {id}")),
+            },
+            "register-template" => self.register_template(w, body, fail),
+            "delete-template" => {
+                let Some(t) = w.template(id) else {
+                    return not_found(format!("template {id}"));
+                };
+                if t["visibility"] != "private" {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        format!("template {id} is a public template: only your own can be deleted"),
+                    );
+                }
+                if !fail {
+                    w.catalog.templates.retain(|t| t["id"] != id);
+                    if let Some(file) = w.template_files.remove(id) {
+                        let _ = std::fs::remove_file(file);
+                    }
+                }
+                let op = self.operation(w, "delete-template", id, None, Effect::None, fail);
+                ok(w.operation_json(&op).unwrap_or_default())
+            }
+            _ => unreachable_op(op_id),
+        }
+    }
+
     pub(super) fn register_template(&self, w: &mut World, body: &Value, fail: bool) -> Answer {
         let id = uuid::Uuid::new_v4().to_string();
         let url = body["url"].as_str().unwrap_or_default().to_string();

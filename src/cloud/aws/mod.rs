@@ -3,8 +3,8 @@
 //!
 //! What differs from Exoscale, and why it reads naturally through the trait:
 //! - an Elastic IP serves one instance at a time: `front_add` re-associates it in one
-//!   call (never a detach then an attach), so the front *moves* (`front_moves`); the
-//!   swap then measures the gap instead of promising none;
+//!   call (never a detach then an attach), so it serves one at a time
+//!   ([`Front::describe`]); the swap then measures the gap instead of promising none;
 //! - a target group serves many: `front_add` registers and waits until the load balancer
 //!   says healthy, `front_remove` deregisters and waits out the draining;
 //! - labels are tags; a retried RunInstances carries the same `ClientToken`, so AWS returns
@@ -13,7 +13,15 @@
 #[cfg(feature = "aws")]
 mod client;
 #[cfg(feature = "aws")]
+mod elastic_ip;
+#[cfg(feature = "aws")]
 mod errors;
+#[cfg(feature = "aws")]
+mod names;
+#[cfg(feature = "aws")]
+mod shapes;
+#[cfg(feature = "aws")]
+mod target_group;
 
 #[cfg(feature = "aws")]
 pub use client::AwsClient;
@@ -54,6 +62,38 @@ pub struct Settings {
 /// The client for these settings, as the rest of baton sees a cloud. A build without the
 /// `aws` feature (`just demo`'s, whose VMs and simulator never reach AWS) has none: a site
 /// on AWS then gets an error that says so.
+impl Front {
+    /// What the swap depends on, for the front at `address`.
+    pub fn describe(&self, address: std::net::IpAddr) -> super::front::Front {
+        let (kind, noun, one_at_a_time, attach, detach) = match self {
+            Front::ElasticIp { .. } => (
+                "elastic-ip",
+                "the Elastic IP",
+                true,
+                "move the Elastic IP to the new instance in one call (requests fail until AWS \
+                 points it there: the gap is reported)",
+                "check that the old instance no longer holds the Elastic IP",
+            ),
+            Front::Alb { .. } => (
+                "alb",
+                "the target group",
+                false,
+                "register the new instance in the target group; wait until the ALB says healthy",
+                "deregister the old instance; wait out its draining",
+            ),
+        };
+        super::front::Front {
+            kind,
+            noun,
+            address,
+            one_at_a_time,
+            held_by_server: false,
+            attach,
+            detach,
+        }
+    }
+}
+
 pub async fn connect(settings: Settings) -> Result<std::sync::Arc<dyn Cloud>, CloudError> {
     #[cfg(feature = "aws")]
     return Ok(std::sync::Arc::new(AwsClient::new(settings).await?));

@@ -8,6 +8,39 @@ pub mod wire;
 use transport::{Created, key_segment, uuid};
 pub use transport::{Credentials, ENV_KEY, ENV_SECRET, ExoscaleClient, Timing};
 
+/// What an Exoscale site needs to reach its zone's compute API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The API's base URL: `https://api-ZONE.exoscale.com/v2`, or a simulator's.
+    pub endpoint: String,
+}
+
+impl Settings {
+    /// The client, with the key from `EXOSCALE_API_KEY` and `EXOSCALE_API_SECRET`.
+    pub fn open(&self) -> Result<std::sync::Arc<dyn super::Cloud>, super::CloudError> {
+        let credentials = Credentials::from_env()?;
+        Ok(std::sync::Arc::new(ExoscaleClient::new(
+            &self.endpoint,
+            credentials,
+            Timing::default(),
+        )?))
+    }
+}
+
+/// Exoscale's one kind of front, the Elastic IP at `address`: routed to every instance
+/// it is attached to, side by side, each holding the address itself.
+pub fn front(address: std::net::IpAddr) -> super::front::Front {
+    super::front::Front {
+        kind: "elastic-ip",
+        noun: "the Elastic IP",
+        address,
+        one_at_a_time: false,
+        held_by_server: true,
+        attach: "attach the Elastic IP to the new instance",
+        detach: "detach the Elastic IP from the old instance",
+    }
+}
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -169,6 +202,42 @@ fn is_status(e: &CloudError, code: u16) -> bool {
 
 fn is_reason(e: &CloudError, wanted: &str) -> bool {
     matches!(e, CloudError::OperationFailed { reason, .. } if reason == wanted)
+}
+
+#[async_trait]
+impl super::RegisterByUrl for ExoscaleClient {
+    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError> {
+        let body = wire::RegisterTemplate {
+            name: spec.name.clone(),
+            url: spec.url.clone(),
+            checksum: spec.md5.clone(),
+            default_user: spec.default_user.clone(),
+            description: spec.description.clone(),
+            ssh_key_enabled: true,
+            password_enabled: false,
+            // baton's images boot through UEFI: a standalone GRUB on an EFI system
+            // partition, no boot sector to install.
+            boot_mode: "uefi",
+            build: spec.build.clone(),
+            maintainer: "baton",
+        };
+        // The zone lists a template only once it has checked the image: one found is whole.
+        let found = || async {
+            Ok(self
+                .templates("private")
+                .await?
+                .into_iter()
+                .find(|t| t.name.as_deref() == Some(spec.name.as_str())))
+        };
+        let id = match self.create_once("/template", &body, found).await? {
+            Created::Found(t) => return Ok(template_of(t)),
+            Created::New(id) => id,
+        };
+        let t: wire::Template = self
+            .get(&format!("/template/{}", uuid("template", &id)?), &[])
+            .await?;
+        Ok(template_of(t))
+    }
 }
 
 #[async_trait]
@@ -352,37 +421,8 @@ impl Cloud for ExoscaleClient {
         Ok(own)
     }
 
-    async fn register_template(&self, spec: &TemplateSpec) -> Result<Template, CloudError> {
-        let body = wire::RegisterTemplate {
-            name: spec.name.clone(),
-            url: spec.url.clone(),
-            checksum: spec.md5.clone(),
-            default_user: spec.default_user.clone(),
-            description: spec.description.clone(),
-            ssh_key_enabled: true,
-            password_enabled: false,
-            // baton's images boot through UEFI: a standalone GRUB on an EFI system
-            // partition, no boot sector to install.
-            boot_mode: "uefi",
-            build: spec.build.clone(),
-            maintainer: "baton",
-        };
-        // The zone lists a template only once it has checked the image: one found is whole.
-        let found = || async {
-            Ok(self
-                .templates("private")
-                .await?
-                .into_iter()
-                .find(|t| t.name.as_deref() == Some(spec.name.as_str())))
-        };
-        let id = match self.create_once("/template", &body, found).await? {
-            Created::Found(t) => return Ok(template_of(t)),
-            Created::New(id) => id,
-        };
-        let t: wire::Template = self
-            .get(&format!("/template/{}", uuid("template", &id)?), &[])
-            .await?;
-        Ok(template_of(t))
+    fn by_url(&self) -> Option<&dyn super::RegisterByUrl> {
+        Some(self)
     }
 
     async fn delete_template(&self, id: &str) -> Result<(), CloudError> {

@@ -2,7 +2,8 @@
 //! safe to run twice. What a later step or a `--resume` needs goes into [`SwapState`],
 //! which the journal stores; secrets never do (the user-data lives in memory only).
 //!
-//! This file is the table: the state, the names and the order. Each group of steps has a
+//! This file is the table: the state, the names and the order, and what a swap starts
+//! from. Each group of steps has a
 //! file of its own; what they share (clients, SSH, probes) is in `swap::ctx` and
 //! `swap::probe`.
 
@@ -17,8 +18,12 @@ mod watch;
 use std::sync::Arc;
 
 use super::ctx::Ctx;
+use super::error::StartError;
 use super::saga::Step;
 pub use super::state::SwapState;
+use crate::cloud::Cloud;
+use crate::config::Config;
+use crate::store::ObjectStore;
 
 pub use address::{AttachAddress, DetachOld, VerifyAddress};
 pub use commit::{CleanUp, Commit, Retire, RetireKept};
@@ -67,4 +72,54 @@ pub fn all(ctx: &Arc<Ctx>) -> Vec<Box<dyn Step<SwapState>>> {
         Box::new(Watch(ctx.clone())),
         Box::new(Retire(ctx.clone())),
     ]
+}
+
+/// Reads what the swap starts from and checks, read-only, that the cloud has what it
+/// needs: a wrong name fails here, before anything is created.
+pub async fn start(
+    config: &Config,
+    cloud: &dyn Cloud,
+    store: &dyn ObjectStore,
+    no_handover: bool,
+    template: Option<&str>,
+) -> Result<SwapState, StartError> {
+    let site = crate::state::read(store).await?.unwrap_or_default();
+    let generation = next_generation(site.highest_generation())?;
+    let mut state = SwapState {
+        site: config.site.name.clone(),
+        generation,
+        key_name: config.key_name(generation),
+        old: site.active,
+        displaced: site.previous.map(|p| p.active),
+        no_handover,
+        ..Default::default()
+    };
+    // Chosen once and journalled: a resumed swap boots what the swap started with.
+    let choice = crate::image::choose(config, cloud, template).await?;
+    let spec = crate::cloud::InstanceSpec {
+        template: choice.template.clone(),
+        ..config.instance_spec(generation)
+    };
+    cloud.preflight(&spec).await?;
+    state.template = Some(choice.template);
+    state.front_id = cloud.find_front(config.front().address).await?;
+    // Generation N's labels must be free: an instance there is a leftover of an earlier
+    // swap (its journal lost), which this swap would otherwise adopt.
+    let squatters = cloud.list_instances(&state.labels()).await?;
+    if let Some(i) = squatters.first() {
+        return Err(StartError::Squatter {
+            name: i.name.clone(),
+            id: i.id.clone(),
+            generation,
+        });
+    }
+    Ok(state)
+}
+
+/// The generation a swap (or its plan) creates after `active`: none after the last one a
+/// u64 holds, which nothing baton wrote could name.
+pub fn next_generation(active: Option<u64>) -> Result<u64, StartError> {
+    crate::state::next_generation(active).ok_or(StartError::NoNextGeneration {
+        key: crate::store::layout::STATE,
+    })
 }

@@ -37,11 +37,11 @@ impl Step<SwapState> for Watch {
             (ctx.say)("skipped: the first deploy has nothing to roll back to".into());
             return Ok(());
         }
-        let eip = ctx.config.cloud.elastic_ip;
-        let client = ctx.https(eip)?;
+        let front = ctx.front.address;
+        let client = ctx.https(front)?;
         let origin = ctx.origin();
         (ctx.say)(format!(
-            "checking https://{origin} through {eip} every {} for {} ({} failures in a row roll back)",
+            "checking https://{origin} through {front} every {} for {} ({} failures in a row roll back)",
             humantime::format_duration(config.watch_interval),
             humantime::format_duration(config.watch),
             config.watch_failures
@@ -98,7 +98,7 @@ impl Step<SwapState> for Watch {
                         // serves again. The rollback's hand-back reads the logs.
                         s.watch_failed = Some(WatchFailure {
                             reason: format!(
-                                "{failures} checks in a row through {eip} failed, {} after the cut-over",
+                                "{failures} checks in a row through {front} failed, {} after the cut-over",
                                 humantime::format_duration(Duration::from_secs(
                                     start.elapsed().as_secs()
                                 ))
