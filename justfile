@@ -12,10 +12,12 @@ default:
 linted := "RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
 # Formatting, then every test against the real programs (sshd, cloud-init, nft, ...),
-# built with clippy's lints as errors. Four at a time on two cores: most of a test's time
-# is waiting on a loopback VM, sshd, moto or exosim, not computing (BENCHMARKS.md).
+# built with clippy's lints as errors. Eight at a time on two cores: most of a test's
+# time is waiting on a loopback VM, sshd, moto or exosim, not computing (the `it`
+# binary used 0.85 of the two cores at four; 527 s at four, 356 s at eight,
+# BENCHMARKS.md).
 test: build
-    {{linted}} cargo test --all-targets -- --test-threads 4
+    {{linted}} cargo test --all-targets -- --test-threads 8
 
 # Formatting, then the build the tests and the rehearsal run, linted as it compiles.
 build:
