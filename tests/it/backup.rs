@@ -15,13 +15,18 @@ use serde_json::{Value, json};
 
 /// One simulated host: its root directory (data under ROOT/srv/prometheus, state under
 /// ROOT/var/lib/baton) and its agent.toml.
-struct HostDir {
-    root: tempfile::TempDir,
-    config: PathBuf,
+pub(crate) struct HostDir {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) config: PathBuf,
 }
 
 impl HostDir {
-    fn new(s3: &S3Server, prefix: &str, generation: u64, prometheus_url: &str) -> HostDir {
+    pub(crate) fn new(
+        s3: &S3Server,
+        prefix: &str,
+        generation: u64,
+        prometheus_url: &str,
+    ) -> HostDir {
         let root = tempfile::tempdir().unwrap();
         let config = root.path().join("agent.toml");
         std::fs::write(
@@ -40,16 +45,16 @@ impl HostDir {
         HostDir { root, config }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         self.root.path().join(p)
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.path("srv/prometheus")
     }
 
     /// `baton ARGS -c agent.toml --root ROOT` with the store's credentials.
-    fn command(&self, s3: &S3Server, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, s3: &S3Server, args: &[&str]) -> Command {
         let mut cmd = Command::new(BATON);
         cmd.args(args)
             .arg("-c")
@@ -60,37 +65,37 @@ impl HostDir {
         cmd
     }
 
-    fn baton(&self, s3: &S3Server, args: &[&str]) -> Output {
+    pub(crate) fn baton(&self, s3: &S3Server, args: &[&str]) -> Output {
         self.command(s3, args).output().unwrap()
     }
 
-    fn json(&self, s3: &S3Server, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, s3: &S3Server, args: &[&str]) -> Value {
         let mut a = args.to_vec();
         a.push("--json");
         serde_json::from_str(&ok(self.baton(s3, &a))).unwrap()
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn set_active(s3: &S3Server, prefix: &str, generation: u64) {
+pub(crate) fn set_active(s3: &S3Server, prefix: &str, generation: u64) {
     let store = s3.store(prefix);
     let state = json!({"version": 1, "active": {"generation": generation, "instance": "i", "address": "203.0.113.10", "since": "2026-11-22T00:00:00Z"}, "leftovers": []});
     rt().block_on(store.put("state.json", serde_json::to_vec(&state).unwrap()))
         .unwrap();
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
 /// Synthetic history (6h to 2h ago) plus a Prometheus that keeps scraping itself.
-fn running_host(s3: &S3Server, prefix: &str, generation: u64) -> (HostDir, Prometheus) {
+pub(crate) fn running_host(s3: &S3Server, prefix: &str, generation: u64) -> (HostDir, Prometheus) {
     let host = HostDir::new(s3, prefix, generation, "http://prometheus.invalid");
     synthetic_blocks(
         &host.data(),
@@ -115,14 +120,14 @@ fn running_host(s3: &S3Server, prefix: &str, generation: u64) -> (HostDir, Prome
 
 /// A running generation 1 after its first-deploy restore (nothing in the store, but its
 /// own data counts), named active in state.json: a host that may back up.
-fn active_host(s3: &S3Server, prefix: &str) -> (HostDir, Prometheus) {
+pub(crate) fn active_host(s3: &S3Server, prefix: &str) -> (HostDir, Prometheus) {
     let (host, prom) = running_host(s3, prefix, 1);
     ok(host.baton(s3, &["restore", "--if-empty"]));
     set_active(s3, prefix, 1);
     (host, prom)
 }
 
-fn wait_for_samples(prom: &Prometheus, at_least: u64) {
+pub(crate) fn wait_for_samples(prom: &Prometheus, at_least: u64) {
     wait_for("self-scraped samples", Duration::from_secs(30), || {
         let v = prom.query("count_over_time(up[1h])")?;
         let n: u64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
@@ -130,7 +135,7 @@ fn wait_for_samples(prom: &Prometheus, at_least: u64) {
     });
 }
 
-fn manifests(s3: &S3Server, prefix: &str) -> Vec<String> {
+pub(crate) fn manifests(s3: &S3Server, prefix: &str) -> Vec<String> {
     rt().block_on(s3.store(prefix).list("backups/manifests/"))
         .unwrap()
         .into_iter()
@@ -408,7 +413,7 @@ fn a_corrupt_or_missing_object_falls_back_to_the_previous_backup() {
     );
 }
 
-fn ok_ref(o: &Output) -> String {
+pub(crate) fn ok_ref(o: &Output) -> String {
     assert!(
         o.status.success(),
         "command failed ({}):\n{}{}",
@@ -493,161 +498,4 @@ fn kill_9_during_an_upload_leaves_the_previous_backup_restorable() {
     // And the next backup completes, re-uploading what the killed one left half-done.
     let third = host.json(&s3, &["backup"]);
     assert_eq!(third["blocks_uploaded"], 1, "{third}");
-}
-
-#[test]
-fn the_agent_backs_up_on_schedule_serves_metrics_and_backs_up_once_more_on_sigterm() {
-    let s3 = S3Server::start();
-    let (host, prom) = active_host(&s3, "agent");
-    wait_for_samples(&prom, 2);
-    let config = std::fs::read_to_string(&host.config).unwrap();
-    let port: u16 = config
-        .split("listen = \"127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut child = host.command(&s3, &["agent"]).spawn().unwrap();
-    let metrics = wait_for("two scheduled backups", Duration::from_secs(60), || {
-        let out = Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
-            .output()
-            .ok()?;
-        let text = String::from_utf8(out.stdout).ok()?;
-        let done: u64 = text
-            .lines()
-            .find(|l| l.starts_with("baton_backups_total "))?
-            .split(' ')
-            .nth(1)?
-            .parse()
-            .ok()?;
-        (done >= 2).then_some(text)
-    });
-    assert!(
-        metrics.contains("# TYPE baton_backup_last_success_timestamp_seconds gauge"),
-        "{metrics}"
-    );
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("baton_backup_uploaded_bytes_total ") && !l.ends_with(" 0")),
-        "{metrics}"
-    );
-    let before = manifests(&s3, "agent").len();
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "agent exit: {status}");
-    let after = manifests(&s3, "agent").len();
-    assert!(
-        after > before,
-        "no final backup on SIGTERM ({before} -> {after})"
-    );
-}
-
-#[test]
-fn only_one_backup_runs_at_a_time_on_a_host() {
-    let s3 = S3Server::start();
-    let host = HostDir::new(&s3, "lock", 1, "http://127.0.0.1:9");
-    let config = baton::agent_config::AgentConfig::load(&host.config).unwrap();
-    let h = baton::backup::Host::new(Some(host.root.path()));
-    let _held = baton::backup::HostLock::take(&h, &config).unwrap();
-    let out = host.baton(&s3, &["backup"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("another backup or restore is running"),
-        "{}",
-        stderr(&out)
-    );
-}
-
-#[test]
-fn a_final_backup_waits_for_one_already_running_then_runs() {
-    // A swap's hand-over must not fail because the agent's schedule started a backup a
-    // moment before (seen in the qemu rehearsal): `--final` waits for it, then runs.
-    let s3 = S3Server::start();
-    let host = HostDir::new(&s3, "wait", 1, "http://127.0.0.1:9");
-    let config = baton::agent_config::AgentConfig::load(&host.config).unwrap();
-    let h = baton::backup::Host::new(Some(host.root.path()));
-    let held = baton::backup::HostLock::take(&h, &config).unwrap();
-    let child = host
-        .command(&s3, &["backup", "--final"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Released only once the final backup has opened the lock file and waits on it.
-    let fd_dir = format!("/proc/{}/fd", child.id());
-    wait_for(
-        "the final backup to wait on the lock",
-        Duration::from_secs(20),
-        || {
-            std::fs::read_dir(&fd_dir).ok()?.flatten().find_map(|fd| {
-                let target = std::fs::read_link(fd.path()).ok()?;
-                target.ends_with("backup.lock").then_some(())
-            })
-        },
-    );
-    drop(held);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        !stderr(&out).contains("another backup or restore is running"),
-        "{}",
-        stderr(&out)
-    );
-    // It went on to what a backup does next: ask whether this host may upload (it may
-    // not: it has not restored), instead of giving up on the lock.
-    assert!(stderr(&out).contains("not uploading"), "{}", stderr(&out));
-}
-
-#[test]
-fn prune_plans_then_deletes_manifests_first_and_unreferenced_blocks() {
-    let s3 = S3Server::start();
-    let (host, prom) = active_host(&s3, "prune");
-    let mut names = Vec::new();
-    for n in 0..3 {
-        wait_for_samples(&prom, 2 + 2 * n);
-        names.push(
-            host.json(&s3, &["backup"])["manifest"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
-    // keep only the newest (the hourly and daily rules keep it too)
-    let config = std::fs::read_to_string(&host.config)
-        .unwrap()
-        .replace("keep_last = 60", "keep_last = 1")
-        .replace("keep_hourly = 48", "keep_hourly = 0")
-        .replace("keep_daily = 14", "keep_daily = 0");
-    std::fs::write(&host.config, config).unwrap();
-    let plan = host.json(&s3, &["prune", "--dry-run"]);
-    assert_eq!(plan["keep"], json!([names[2]]));
-    assert_eq!(plan["delete_manifests"], json!([names[0], names[1]]));
-    assert_eq!(
-        plan["delete_blocks"], 2,
-        "the two older head blocks: {plan}"
-    );
-    assert_eq!(
-        manifests(&s3, "prune").len(),
-        3,
-        "--dry-run deleted something"
-    );
-    ok(host.baton(&s3, &["prune"]));
-    assert_eq!(manifests(&s3, "prune"), [names[2].clone()]);
-    let fresh = HostDir::new(&s3, "prune", 2, "http://unused");
-    assert_eq!(
-        fresh.json(&s3, &["restore"])["manifest"],
-        json!(names[2]),
-        "the kept backup is whole"
-    );
 }

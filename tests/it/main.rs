@@ -8,9 +8,11 @@
 mod common;
 
 mod backup;
+mod backup_agent;
 mod bake;
 mod cloud_init;
 mod config_errors;
+mod config_providers;
 mod hostile_journal;
 mod lock;
 mod operator;
