@@ -68,6 +68,7 @@ pub fn render(
     )?;
     let tls_ca = TlsCa::load(&config.tls_ca_cert(), &config.tls_ca_key())?;
     let name = config.instance_name(generation);
+    let address = config.front().address;
 
     let host_key = ssh::generate_key(&format!("{name} host key"))?;
     let request = HostCertRequest::starting_now(
@@ -76,19 +77,11 @@ pub fn render(
             config.site.name
         ),
         generation,
-        vec![
-            config.front().address.to_string(),
-            config.site.domain.clone(),
-            name,
-        ],
+        vec![address.to_string(), config.site.domain.clone(), name],
         config.ssh.cert_lifetime,
     );
     let host_certificate = ssh::sign_host_certificate(&host_ca, host_key.public_key(), &request)?;
-    let tls = tls_ca.issue_leaf(
-        &config.site.domain,
-        config.front().address,
-        config.ssh.cert_lifetime,
-    )?;
+    let tls = tls_ca.issue_leaf(&config.site.domain, address, config.ssh.cert_lifetime)?;
 
     let credentials = store_credentials_from_env(config)?;
     let secrets = HostSecrets {

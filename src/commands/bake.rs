@@ -101,7 +101,7 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
     let (cloud, store) = super::operator(&config).await?;
     let cloud: Arc<dyn Cloud> = cloud;
     // Before the build: a cloud that cannot register an image this way is known now.
-    registry(cloud.as_ref(), &name)?;
+    let registry = registry(cloud.as_ref(), &name)?;
     if let Some(t) = find(cloud.as_ref(), &name).await? {
         progress_note(&progress, &format!("{name} is baked already ({})", t.id));
         summary.outcome = "already-baked";
@@ -131,7 +131,6 @@ pub async fn run(args: &BakeArgs) -> Result<(), Error> {
             recipe: &recipe,
             built: &built,
         };
-        let registry = registry(cloud.as_ref(), &name)?;
         register(cloud.as_ref(), registry, store.as_ref(), &bake, &mut steps)
             .await
             .map_err(|e| {

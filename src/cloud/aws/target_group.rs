@@ -34,6 +34,20 @@ impl AwsClient {
             .collect())
     }
 
+    /// What the load balancer says of `instance` in the group (`None`: not registered).
+    async fn target_state(
+        &self,
+        group: &str,
+        instance: &str,
+    ) -> Result<Option<TargetHealthStateEnum>, CloudError> {
+        Ok(self
+            .targets(group)
+            .await?
+            .into_iter()
+            .find(|(id, _)| id == instance)
+            .map(|(_, s)| s))
+    }
+
     /// Polls the target group until `done` holds for `instance`'s state (`None`: not
     /// registered), or fails at the front timeout naming the last state.
     async fn until_target(
@@ -45,11 +59,8 @@ impl AwsClient {
     ) -> Result<(), CloudError> {
         let start = Instant::now();
         loop {
-            let targets = self.targets(group).await?;
-            let state = targets
-                .iter()
-                .find(|(id, _)| id == instance)
-                .map(|(_, s)| s);
+            let state = self.target_state(group, instance).await?;
+            let state = state.as_ref();
             if done(state) {
                 return Ok(());
             }
@@ -98,12 +109,8 @@ impl AwsClient {
     }
 
     pub(super) async fn register(&self, front: &str, instance: &str) -> Result<(), CloudError> {
-        let registered = self.targets(front).await?;
-        let state = registered
-            .iter()
-            .find(|(id, _)| id == instance)
-            .map(|(_, s)| s);
-        if state != Some(&TargetHealthStateEnum::Healthy) {
+        let state = self.target_state(front, instance).await?;
+        if state != Some(TargetHealthStateEnum::Healthy) {
             if !matches!(
                 state,
                 Some(TargetHealthStateEnum::Initial | TargetHealthStateEnum::Unhealthy)
@@ -125,11 +132,7 @@ impl AwsClient {
     }
 
     pub(super) async fn deregister(&self, front: &str, instance: &str) -> Result<(), CloudError> {
-        let registered = self.targets(front).await?;
-        let state = registered
-            .iter()
-            .find(|(id, _)| id == instance)
-            .map(|(_, s)| s);
+        let state = self.target_state(front, instance).await?;
         match state {
             None => return Ok(()),
             Some(TargetHealthStateEnum::Draining) => {}
