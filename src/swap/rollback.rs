@@ -244,10 +244,12 @@ async fn hand_back(ctx: &Ctx, s: &mut RollbackState) -> Result<(), StepError> {
         watch.logs = ctx.bundle_logs(from.as_ref()).await.unwrap_or_default();
     }
     (ctx.say)(format!("final backup on generation {}", s.from.generation));
-    ctx.baton(from.as_ref(), "backup --final", timeout).await?;
+    ctx.baton_beside_site(from.as_ref(), "backup --final", timeout)
+        .await?;
     (ctx.say)(format!("catch-up on generation {}", s.to.generation));
     let to = connect(ctx, &s.to).await?;
-    ctx.baton(to.as_ref(), "restore --catch-up", timeout).await
+    ctx.baton_beside_site(to.as_ref(), "restore --catch-up", timeout)
+        .await
 }
 
 struct CommitRollback(Arc<Ctx>);

@@ -1,6 +1,7 @@
-//! The stack baton deploys (`docker/`) checked by the tools that will run it: Debian's
-//! docker-compose, Prometheus's promtool and Caddy's own validator; its promises (pinned
-//! images, healthchecks, state under /srv) read from the compose file itself.
+//! The stack baton deploys (`docker/`) checked by the tools that will run it: the compose
+//! v2 the golden image runs it with (Debian trixie's docker-compose), Prometheus's
+//! promtool and Caddy's own validator; its promises (pinned images, healthchecks, state
+//! under /srv) read from the compose file itself.
 
 use crate::common;
 
@@ -23,17 +24,38 @@ fn compose() -> serde_norway::Value {
     serde_norway::from_str(&text).unwrap()
 }
 
-#[test]
-fn docker_compose_accepts_the_bundle_and_insists_on_the_site_variables() {
-    let dc = require("docker-compose", "docker-compose");
-    let out = ok(Command::new(&dc)
+/// Compose v2, where `scripts/install-deps` puts Debian trixie's (the golden image's):
+/// bookworm's v1 would check another file format than the servers run.
+fn compose_v2() -> PathBuf {
+    let plugin = Path::new("/usr/local/libexec/docker/cli-plugins/docker-compose");
+    let version = Command::new(plugin).arg("version").output();
+    match version {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("version 2") => {
+            plugin.to_path_buf()
+        }
+        _ => panic!(
+            "{} is not compose v2: run scripts/install-deps (`.ci/run` does)",
+            plugin.display()
+        ),
+    }
+}
+
+/// The compose file as compose v2 resolves it for a server (anchors merged, variables set).
+fn resolved() -> serde_norway::Value {
+    let out = ok(Command::new(compose_v2())
         .args(["-f", "docker-compose.yml", "config"])
         .current_dir(docker())
         .env("BATON_DOMAIN", "blog.example.org")
         .env("BATON_GENERATION", "7")
         .output()
         .unwrap());
-    let resolved: serde_norway::Value = serde_norway::from_str(&out).unwrap();
+    serde_norway::from_str(&out).unwrap()
+}
+
+#[test]
+fn docker_compose_accepts_the_bundle_and_insists_on_the_site_variables() {
+    let dc = compose_v2();
+    let resolved = resolved();
     assert_eq!(
         resolved["services"]["prometheus"]["environment"]["BATON_GENERATION"].as_str(),
         Some("7")
@@ -55,6 +77,55 @@ fn docker_compose_accepts_the_bundle_and_insists_on_the_site_variables() {
     assert!(!bare.status.success());
     let err = String::from_utf8_lossy(&bare.stderr);
     assert!(err.contains("baton host up sets BATON_"), "{err}");
+}
+
+/// Seconds of a compose duration as compose v2 writes it ("1m30s", "3s").
+fn seconds(d: &serde_norway::Value) -> u64 {
+    let text = d
+        .as_str()
+        .unwrap_or_else(|| panic!("not a duration: {d:?}"));
+    let mut total = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: u64 = number.parse().unwrap();
+                total += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                number.clear();
+            }
+            _ => panic!("unexpected duration {text}"),
+        }
+    }
+    total
+}
+
+/// Each healthcheck is a process started in its container, ten times dearer on the
+/// rehearsal's emulated VMs, where four of them every 10 s starved the one serving (issue
+/// 30): often while a service starts (so `up --wait` ends soon after it is ready), seldom
+/// after, and never the metrics page, which Prometheus already scrapes.
+#[test]
+fn healthchecks_are_frequent_while_starting_seldom_after_and_cheap() {
+    let doc = resolved();
+    for (name, svc) in doc["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let check = &svc["healthcheck"];
+        let url = check["test"].as_sequence().unwrap().last().unwrap();
+        assert!(
+            !url.as_str().unwrap().ends_with("/metrics"),
+            "{name} checks its metrics page: {url:?}"
+        );
+        assert!(seconds(&check["start_interval"]) <= 10, "{name}: {check:?}");
+        assert!(seconds(&check["interval"]) >= 30, "{name}: {check:?}");
+        assert!(
+            seconds(&check["start_period"]) >= 60,
+            "{name}: a start under emulation takes a minute: {check:?}"
+        );
+    }
 }
 
 #[test]

@@ -48,9 +48,11 @@ impl Step<SwapState> for HandOver {
                 ))
             })?;
         (ctx.say)(format!("final backup on generation {}", old.generation));
-        ctx.baton(host.as_ref(), "backup --final", timeout).await?;
+        ctx.baton_beside_site(host.as_ref(), "backup --final", timeout)
+            .await?;
         (ctx.say)(format!("catch-up on generation {}", s.generation));
         let new = ctx.connect_new(s, Duration::from_secs(60)).await?;
-        ctx.baton(new.as_ref(), "restore --catch-up", timeout).await
+        ctx.baton_beside_site(new.as_ref(), "restore --catch-up", timeout)
+            .await
     }
 }
