@@ -79,29 +79,14 @@ fn docker_compose_accepts_the_bundle_and_insists_on_the_site_variables() {
     assert!(err.contains("baton host up sets BATON_"), "{err}");
 }
 
-/// Seconds of a compose duration as compose v2 writes it ("1m30s", "3s").
+/// Seconds of a compose duration as compose v2 writes it ("30s", "2m0s").
 fn seconds(d: &serde_norway::Value) -> u64 {
     let text = d
         .as_str()
         .unwrap_or_else(|| panic!("not a duration: {d:?}"));
-    let mut total = 0;
-    let mut number = String::new();
-    for c in text.chars() {
-        match c {
-            '0'..='9' => number.push(c),
-            'h' | 'm' | 's' => {
-                let n: u64 = number.parse().unwrap();
-                total += n * match c {
-                    'h' => 3600,
-                    'm' => 60,
-                    _ => 1,
-                };
-                number.clear();
-            }
-            _ => panic!("unexpected duration {text}"),
-        }
-    }
-    total
+    humantime::parse_duration(text)
+        .unwrap_or_else(|e| panic!("unexpected duration {text}: {e}"))
+        .as_secs()
 }
 
 /// Each healthcheck is a process started in its container, ten times dearer on the
