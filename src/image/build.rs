@@ -11,10 +11,8 @@ use md5::Md5;
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::recipe::BUILDER;
 use super::{ImageError, Recipe};
-
-/// baton's builder: Debian packages, no loop device, no mount of the image.
-const BUILDER: &str = include_str!("build.sh");
 
 /// Where built images are kept: `BATON_BAKE_CACHE`, else this.
 pub const DEFAULT_CACHE: &str = "/var/tmp/baton-bake";

@@ -12,6 +12,11 @@ use super::compose::{archive_tags, bundle_images};
 use super::{ARCHIVES_DIR, ImageError, RECIPE_FILE};
 use crate::config::Config;
 
+/// baton's builder: Debian packages, no loop device, no mount of the image. Part of the
+/// hash of every recipe that does not name a builder of its own: it makes the image as
+/// much as the recipe does.
+pub const BUILDER: &str = include_str!("build.sh");
+
 /// `recipe.toml`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +80,11 @@ impl Recipe {
 
     /// The recipe in `dir`, for a bundle in `bundle_dir`.
     pub fn at(dir: &Path, bundle_dir: &Path) -> Result<Recipe, ImageError> {
+        Recipe::built_by(dir, bundle_dir, BUILDER)
+    }
+
+    /// The recipe as `own_builder` (baton's builder, unless the recipe names one) builds it.
+    fn built_by(dir: &Path, bundle_dir: &Path, own_builder: &str) -> Result<Recipe, ImageError> {
         let dir = dir.to_path_buf();
         let settings_path = dir.join(RECIPE_FILE);
         let bad = |path: &Path, reason: String, fix: &str| ImageError::Recipe {
@@ -135,6 +145,13 @@ impl Recipe {
             h.update(meta.len().to_be_bytes());
             std::io::copy(&mut file, &mut h)
                 .map_err(|e| bad(path, e.to_string(), "check its permissions"))?;
+        }
+        if settings.builder.is_none() {
+            // A baton whose builder changed builds another image from the same recipe:
+            // it bakes anew instead of finding the old image under the same name.
+            h.update(b"builder\0");
+            h.update((own_builder.len() as u64).to_be_bytes());
+            h.update(own_builder.as_bytes());
         }
         let archives = archive_tags(&dir.join(ARCHIVES_DIR))?;
         let mut images = Vec::new();
@@ -427,6 +444,29 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn batons_own_builder_is_part_of_the_hash_of_a_recipe_without_one() {
+        let dir = recipe_dir();
+        let (image, docker) = (dir.path().join("image"), dir.path().join("docker"));
+        let one = Recipe::built_by(&image, &docker, "#!/bin/sh\necho one\n").unwrap();
+        let two = Recipe::built_by(&image, &docker, "#!/bin/sh\necho two\n").unwrap();
+        assert_ne!(one.hash, two.hash, "a new builder in baton is a new image");
+        assert_eq!(
+            Recipe::at(&image, &docker).unwrap().hash,
+            Recipe::built_by(&image, &docker, BUILDER).unwrap().hash
+        );
+        // A recipe with a builder of its own does not depend on baton's.
+        std::fs::write(image.join("build"), "#!/bin/sh\n").unwrap();
+        std::fs::write(
+            image.join("recipe.toml"),
+            "suite = \"trixie\"\nbuilder = \"build\"\n",
+        )
+        .unwrap();
+        let one = Recipe::built_by(&image, &docker, "#!/bin/sh\necho one\n").unwrap();
+        let two = Recipe::built_by(&image, &docker, "#!/bin/sh\necho two\n").unwrap();
+        assert_eq!(one.hash, two.hash);
     }
 
     #[test]
