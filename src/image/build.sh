@@ -73,6 +73,14 @@ for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.tim
             man-db.timer dpkg-db-backup.timer; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+# The housekeeping that stays (systemd-tmpfiles-clean, 15 minutes after boot, then daily:
+# /var/tmp and the other aged paths) takes only CPU and disk time nobody else wants. In
+# the rehearsal it ran on the serving VM during the next swap (a server is about 15
+# minutes old then), 2.9 s of emulated CPU at the site's priority over 11 s, and the two
+# visitors' requests sent as it started timed out (e2e13, BENCHMARKS.md).
+install -d "$root/etc/systemd/system/systemd-tmpfiles-clean.service.d"
+printf '[Service]\nCPUSchedulingPolicy=idle\nIOSchedulingClass=idle\n' \
+  > "$root/etc/systemd/system/systemd-tmpfiles-clean.service.d/idle.conf"
 # AppArmor compiles every profile in /etc/apparmor.d at every boot (a fresh server has no
 # cache), and the boot waits for it: trixie's apparmor package ships about a hundred, 95
 # of them for desktop programs (browsers, chat clients, sbuild, Xorg) that are either
