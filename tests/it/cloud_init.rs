@@ -268,6 +268,22 @@ fn user_data_sets_up_what_the_server_needs() {
             "{unit}"
         );
     }
+    // Scheduled backups yield to the site by cgroup weight (systemd's cpu controller
+    // shares the CPU between services by weight first; Nice= counts only inside one).
+    let agent_unit =
+        write_file(&doc, "/etc/systemd/system/baton-agent.service").unwrap()["content"]
+            .as_str()
+            .unwrap();
+    let weight: u32 = agent_unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CPUWeight="))
+        .expect("the agent's unit sets CPUWeight")
+        .parse()
+        .unwrap();
+    assert!(
+        weight < 100,
+        "CPUWeight={weight} is not below a service's default 100"
+    );
     let key = write_file(&doc, "/srv/tls/origin.key").unwrap();
     assert_eq!(key["permissions"].as_str(), Some("0600"));
 

@@ -136,6 +136,32 @@ fn no_two_healthchecks_share_an_interval() {
     }
 }
 
+/// The golden image's systemd enables the cpu controller, so CPU is shared between
+/// cgroups (each container, each service) by weight before nice counts: the proxy serving
+/// the site must outweigh what watches it, or a busy server's snapshot, scrape or check
+/// takes the site's time (on the rehearsal's emulated VMs, requests stalled for seconds
+/// and timed out, issue 30). A container without `cpu_shares` keeps cgroup v2's default
+/// weight of 100; with them, runc converts Docker's shares to a weight
+/// (`ConvertCPUSharesToCgroupV2Value`: 1 + (shares - 2) * 9999 / 262142).
+#[test]
+fn the_proxy_outweighs_every_other_service() {
+    let doc = resolved();
+    let weight = |svc: &serde_norway::Value| match svc["cpu_shares"].as_u64() {
+        None => 100,
+        Some(shares) => 1 + (shares.max(2) - 2) * 9999 / 262_142,
+    };
+    let proxy = weight(&doc["services"]["proxy"]);
+    for (name, svc) in doc["services"].as_mapping().unwrap() {
+        if name.as_str() != Some("proxy") {
+            assert!(
+                weight(svc) * 4 <= proxy,
+                "{name:?} has CPU weight {} against the proxy's {proxy}",
+                weight(svc)
+            );
+        }
+    }
+}
+
 #[test]
 fn every_image_is_pinned_every_service_has_a_healthcheck_and_state_stays_under_srv() {
     let doc = compose();
