@@ -54,7 +54,20 @@ pub struct Exosim {
 }
 
 impl Drop for Exosim {
+    /// SIGTERM first, as a service manager stops it: exosim then removes its temporary
+    /// directory of decoded user-data (every instance's private keys), which SIGKILL
+    /// left behind in /tmp, one directory per test. SIGKILL after a deadline.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
