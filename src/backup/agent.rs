@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::get;
 
 use super::prometheus::Tsdb;
-use super::upload::{Outcome, backup};
+use super::upload::{self, Outcome};
 use super::{BackupError, Host, retention};
 use crate::agent_config::AgentConfig;
 use crate::store::ObjectStore;
@@ -119,7 +119,17 @@ pub async fn backup_once(
 ) -> Result<Outcome, BackupError> {
     set(metrics, |m| m.running = true);
     let started = Instant::now();
-    let result = backup(store, tsdb, host, config, is_final).await;
+    // Held through the prune as well: a hand-over's final backup waiting for it would
+    // otherwise upload its new block while the prune, which finds that block named by
+    // no manifest yet, deletes the files it has listed (a CI run's catch-up found the
+    // final backup's block without its chunks, and the swap was undone).
+    let (result, _lock) = match upload::lock(host, config, is_final).await {
+        Ok(lock) => (
+            upload::backup_holding_lock(store, tsdb, host, config, is_final).await,
+            Some(lock),
+        ),
+        Err(e) => (Err(e), None),
+    };
     set(metrics, |m| {
         m.running = false;
         match &result {
@@ -135,7 +145,8 @@ pub async fn backup_once(
         }
     });
     if let Ok(Outcome::Done(_)) = &result {
-        // Only the writer prunes, right after it wrote: nothing else can be mid-upload.
+        // Only the writer prunes, right after it wrote, still holding the lock: nothing
+        // else on this host can be mid-upload.
         match retention::plan(store, &config.backup).await {
             Ok(plan) => {
                 if let Err(e) = retention::execute(store, &plan).await {

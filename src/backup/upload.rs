@@ -54,13 +54,33 @@ pub async fn backup(
     config: &AgentConfig,
     is_final: bool,
 ) -> Result<Outcome, BackupError> {
-    // The hand-over's final backup waits for a scheduled one that started a moment
-    // before; any other backup that finds one running gives way.
-    let _lock = if is_final {
-        HostLock::wait(host, config, super::HANDOVER_LOCK_WAIT).await?
+    let _lock = lock(host, config, is_final).await?;
+    backup_holding_lock(store, tsdb, host, config, is_final).await
+}
+
+/// The host's backup lock, as a backup takes it: the hand-over's final backup waits for a
+/// scheduled one that started a moment before; any other backup that finds one running
+/// gives way.
+pub async fn lock(
+    host: &Host,
+    config: &AgentConfig,
+    is_final: bool,
+) -> Result<HostLock, BackupError> {
+    if is_final {
+        HostLock::wait(host, config, super::HANDOVER_LOCK_WAIT).await
     } else {
-        HostLock::take(host, config)?
-    };
+        HostLock::take(host, config)
+    }
+}
+
+/// [`backup`], for a caller that holds the host's lock (see [`lock`]).
+pub async fn backup_holding_lock(
+    store: &dyn ObjectStore,
+    tsdb: &dyn Tsdb,
+    host: &Host,
+    config: &AgentConfig,
+    is_final: bool,
+) -> Result<Outcome, BackupError> {
     if let Err(refusal) = may_upload(store, host, config).await? {
         return Ok(Outcome::Refused(refusal));
     }
@@ -194,15 +214,31 @@ fn files_in(dir: &Path) -> Result<Vec<String>, BackupError> {
     Ok(out)
 }
 
-/// The files of a block the store has complete (its index was written last), if it does.
+/// The files of a block the store has complete, if it does: its index (written last)
+/// and every file the index names, at its size. A block that lost a file after its
+/// index was written (a prune that raced an upload did that once) is uploaded again
+/// rather than named by every later manifest, none of which would then restore.
 async fn stored_block(
     store: &dyn ObjectStore,
     ulid: &str,
 ) -> Result<Option<Vec<FileEntry>>, BackupError> {
-    Ok(store
+    let Some(files) = store
         .get(&layout::block_index(ulid))
         .await?
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        .and_then(|bytes| serde_json::from_slice::<Vec<FileEntry>>(&bytes).ok())
+    else {
+        return Ok(None);
+    };
+    let present: std::collections::HashMap<String, u64> = store
+        .list(&layout::block_file(ulid, ""))
+        .await?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let complete = files
+        .iter()
+        .all(|f| present.get(&layout::block_file(ulid, &f.path)) == Some(&f.size));
+    Ok(complete.then_some(files))
 }
 
 /// Uploads a block; its index goes last. Returns bytes sent.

@@ -499,3 +499,33 @@ fn kill_9_during_an_upload_leaves_the_previous_backup_restorable() {
     let third = host.json(&s3, &["backup"]);
     assert_eq!(third["blocks_uploaded"], 1, "{third}");
 }
+
+#[test]
+fn a_block_that_lost_a_file_in_the_store_is_uploaded_again() {
+    // A prune that raced an upload once left a block's index without its chunks; every
+    // later backup trusted the index and named the broken block, so none would restore.
+    let s3 = S3Server::start();
+    let (host, prom) = active_host(&s3, "heal");
+    wait_for_samples(&prom, 2);
+    let first = host.json(&s3, &["backup"]);
+    let store = s3.store("heal");
+    let chunk = rt()
+        .block_on(store.list("backups/blocks/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .find(|k| k.contains("/chunks/"))
+        .expect("a stored chunk");
+    rt().block_on(store.delete(&chunk)).unwrap();
+    let second = host.json(&s3, &["backup"]);
+    assert_eq!(second["blocks"], first["blocks"]);
+    // The damaged block and the snapshot's head block.
+    assert_eq!(second["blocks_uploaded"], 2, "{second}");
+    let keys: Vec<String> = rt()
+        .block_on(store.list("backups/blocks/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(keys.contains(&chunk), "{chunk} was not uploaded again");
+}

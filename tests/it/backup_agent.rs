@@ -168,3 +168,107 @@ fn prune_plans_then_deletes_manifests_first_and_unreferenced_blocks() {
         "the kept backup is whole"
     );
 }
+
+/// A store that notes, each time a prune lists the blocks, whether the host's backup
+/// lock was held then (another taker of the lock is refused).
+struct LockProbe {
+    inner: baton::store::s3::S3Store,
+    host: baton::backup::Host,
+    config: baton::agent_config::AgentConfig,
+    held_while_listing_blocks: std::sync::Mutex<Vec<bool>>,
+}
+
+#[async_trait::async_trait]
+impl baton::store::ObjectStore for LockProbe {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), baton::store::StoreError> {
+        self.inner.put(key, bytes).await
+    }
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+    ) -> Result<u64, baton::store::StoreError> {
+        self.inner.put_file(key, path).await
+    }
+    async fn create_new(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<baton::store::Created, baton::store::StoreError> {
+        self.inner.create_new(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, baton::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn get_to_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        limit: u64,
+    ) -> Result<Option<baton::store::Downloaded>, baton::store::StoreError> {
+        self.inner.get_to_file(key, path, limit).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<baton::store::ObjectMeta>, baton::store::StoreError> {
+        if prefix == baton::store::layout::BLOCKS {
+            let held = baton::backup::HostLock::take(&self.host, &self.config).is_err();
+            self.held_while_listing_blocks.lock().unwrap().push(held);
+        }
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), baton::store::StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn download_url(
+        &self,
+        key: &str,
+        valid: Duration,
+    ) -> Result<String, baton::store::StoreError> {
+        self.inner.download_url(key, valid).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[test]
+fn the_agent_prunes_holding_the_lock_so_a_waiting_final_backup_cannot_lose_a_block() {
+    // The prune deletes every block no manifest names: a final backup that got the lock
+    // the moment the scheduled backup let go had its new block's files deleted under it
+    // (a CI run's catch-up found the block without its chunks). The prune must run
+    // before the lock is let go.
+    let s3 = S3Server::start();
+    let (host, _prom) = active_host(&s3, "prunelock");
+    let config = baton::agent_config::AgentConfig::load(&host.config).unwrap();
+    let h = baton::backup::Host::new(Some(host.root.path()));
+    let tsdb = baton::backup::prometheus::PrometheusAdmin::new(
+        &config.prometheus.url,
+        &h.path(&config.prometheus.data_dir),
+    );
+    let store = LockProbe {
+        inner: s3.store("prunelock"),
+        host: h.clone(),
+        config: config.clone(),
+        held_while_listing_blocks: Default::default(),
+    };
+    let metrics = std::sync::Mutex::new(baton::backup::agent::Metrics::default());
+    let outcome = rt()
+        .block_on(baton::backup::agent::backup_once(
+            &store, &tsdb, &h, &config, &metrics, false,
+        ))
+        .unwrap();
+    assert!(
+        matches!(outcome, baton::backup::upload::Outcome::Done(_)),
+        "{outcome:?}"
+    );
+    let seen = store.held_while_listing_blocks.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the prune never listed the blocks");
+    assert!(
+        seen.iter().all(|held| *held),
+        "the prune listed the blocks without the host's lock: {seen:?}"
+    );
+    // The lock is free again afterwards.
+    baton::backup::HostLock::take(&h, &config).unwrap();
+}
