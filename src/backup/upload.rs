@@ -1,5 +1,6 @@
 //! One backup: snapshot, new blocks, changed archives, then the manifest.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -110,9 +111,16 @@ pub async fn backup_holding_lock(
         bytes_uploaded: 0,
         seconds: 0.0,
     };
-    // Which blocks the store already has complete: asked for all at once.
+    // Which blocks the store already has complete: every stored block file listed once,
+    // then the indexes of those that have one read all at once.
+    let stored: HashMap<String, u64> = store
+        .list(layout::BLOCKS)
+        .await?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
     let known: Vec<Option<Vec<FileEntry>>> = futures_util::stream::iter(&block_dirs)
-        .map(|(ulid, _)| stored_block(store, ulid))
+        .map(|(ulid, _)| stored_block(store, ulid, &stored))
         .buffered(PARALLEL_CHECKS)
         .try_collect()
         .await?;
@@ -215,29 +223,29 @@ fn files_in(dir: &Path) -> Result<Vec<String>, BackupError> {
 }
 
 /// The files of a block the store has complete, if it does: its index (written last)
-/// and every file the index names, at its size. A block that lost a file after its
-/// index was written (a prune that raced an upload did that once) is uploaded again
-/// rather than named by every later manifest, none of which would then restore.
+/// and every file the index names, at its size, among the `stored` block files (key to
+/// size). A block that lost a file after its index was written (a prune that raced an
+/// upload did that once) is uploaded again rather than named by every later manifest,
+/// none of which would then restore.
 async fn stored_block(
     store: &dyn ObjectStore,
     ulid: &str,
+    stored: &HashMap<String, u64>,
 ) -> Result<Option<Vec<FileEntry>>, BackupError> {
+    let index = layout::block_index(ulid);
+    if !stored.contains_key(&index) {
+        return Ok(None);
+    }
     let Some(files) = store
-        .get(&layout::block_index(ulid))
+        .get(&index)
         .await?
         .and_then(|bytes| serde_json::from_slice::<Vec<FileEntry>>(&bytes).ok())
     else {
         return Ok(None);
     };
-    let present: std::collections::HashMap<String, u64> = store
-        .list(&layout::block_file(ulid, ""))
-        .await?
-        .into_iter()
-        .map(|o| (o.key, o.size))
-        .collect();
     let complete = files
         .iter()
-        .all(|f| present.get(&layout::block_file(ulid, &f.path)) == Some(&f.size));
+        .all(|f| stored.get(&layout::block_file(ulid, &f.path)) == Some(&f.size));
     Ok(complete.then_some(files))
 }
 
